@@ -1,0 +1,100 @@
+// Assembles one service instance: database, catalog, services, GraphQL and HTTP. Used by main.ts and by
+// the integration tests, which start the real thing on a random port.
+import pino, { type Logger } from 'pino';
+import { Authenticator } from './auth/authenticator.js';
+import { loadCatalogFile } from './config/catalog-file.js';
+import type { AppConfig } from './config/config.js';
+import type { Catalog } from './domain/catalog.js';
+import { buildAppSchema } from './graphql/schema.js';
+import { Metrics } from './http/metrics.js';
+import { HttpServer } from './http/server.js';
+import { syncCatalog } from './persistence/catalog-sync.js';
+import { ChangeListener } from './persistence/change-listener.js';
+import { databaseKind, migrate, openDatabase, pendingMigrations, type Orm } from './persistence/orm.js';
+import { ENTITLEMENTS_CHANGED_CHANNEL } from './services/purchase-recorder.js';
+import { createServices, type Clock, type Services } from './services/container.js';
+import type { StoreAdapters } from './stores/adapter.js';
+
+export interface AppOptions {
+  config: AppConfig;
+  /** Defaults to the catalog file named in the config. */
+  catalog?: Catalog;
+  adapters?: StoreAdapters;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface App {
+  config: AppConfig;
+  orm: Orm;
+  services: Services;
+  http: HttpServer;
+  metrics: Metrics;
+  log: Logger;
+  /** Listens on the configured host and port (port 0: any free port). Returns the URL of /graphql. */
+  listen(): Promise<string>;
+  /** Graceful stop: no new requests, in-flight ones finish, then the database closes. */
+  close(): Promise<void>;
+}
+
+export async function createApp(options: AppOptions): Promise<App> {
+  const { config } = options;
+  const log = options.log ?? pino({ level: config.logLevel, base: { service: 'iap-entitlements' } });
+  const catalog = options.catalog ?? loadCatalogFile(config.catalogPath);
+  const orm = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax });
+  try {
+    const applied = await migrate(orm);
+    if (applied.length > 0) log.info({ applied }, 'applied database migrations');
+    await syncCatalog(orm, catalog);
+  } catch (err) {
+    await orm.close(true);
+    throw err;
+  }
+  const services = createServices(orm, catalog, options.adapters ?? {}, options.clock ?? (() => new Date()), config.entitlementCacheTtlMs);
+  const listener = config.databaseUrl
+    ? new ChangeListener(
+        config.databaseUrl,
+        ENTITLEMENTS_CHANGED_CHANNEL,
+        (appUserId) => services.reader.invalidate(appUserId),
+        () => services.reader.invalidateAll(),
+        log,
+      )
+    : null;
+  await listener?.start();
+  const metrics = new Metrics();
+  const http = new HttpServer({
+    schema: await buildAppSchema(),
+    services,
+    authenticator: new Authenticator(config.auth, config.devMode),
+    metrics,
+    log,
+    maxDepth: config.graphqlMaxDepth,
+    maxComplexity: config.graphqlMaxComplexity,
+    ready: async () => {
+      await orm.em.getConnection().execute('select 1');
+      const pending = await pendingMigrations(orm);
+      return { ok: pending.length === 0, detail: { database: databaseKind({ url: config.databaseUrl, dataDir: config.dataDir }), pendingMigrations: pending } };
+    },
+  });
+  let closed = false;
+  return {
+    config,
+    orm,
+    services,
+    http,
+    metrics,
+    log,
+    async listen() {
+      const { port, host } = await http.listen(config.port, config.host);
+      const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+      return `http://${shownHost}:${port}/graphql`;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await http.close(config.shutdownTimeoutMs);
+      await listener?.stop();
+      await orm.close(true);
+    },
+  };
+}

@@ -1,0 +1,214 @@
+// Typed configuration from environment variables and an optional config file (JSON or YAML).
+// Environment variables win over the file. Every problem is reported as one line naming the key.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+
+export interface AuthConfig {
+  /** Server API keys: full access. Empty with no JWT settings means local development mode. */
+  apiKeys: readonly string[];
+  jwtSecret: string | null;
+  jwksUrl: string | null;
+  jwtIssuer: string | null;
+  jwtAudience: string | null;
+}
+
+export interface AppConfig {
+  databaseUrl: string | null;
+  dataDir: string;
+  host: string;
+  port: number;
+  catalogPath: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  dbPoolMax: number;
+  graphqlMaxDepth: number;
+  graphqlMaxComplexity: number;
+  shutdownTimeoutMs: number;
+  /** How long an entitlement read may be served from this instance's cache before it is re-read. */
+  entitlementCacheTtlMs: number;
+  auth: AuthConfig;
+  /** True when no credentials are configured: bound to loopback, every caller is treated as the server. */
+  devMode: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    problem: string,
+  ) {
+    super(`config ${key}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The keys accepted, with their environment variable names (the config file uses the same names). */
+export const CONFIG_KEYS = [
+  'DATABASE_URL',
+  'DATA_DIR',
+  'HOST',
+  'PORT',
+  'CATALOG_PATH',
+  'LOG_LEVEL',
+  'DB_POOL_MAX',
+  'GRAPHQL_MAX_DEPTH',
+  'GRAPHQL_MAX_COMPLEXITY',
+  'SHUTDOWN_TIMEOUT_MS',
+  'ENTITLEMENT_CACHE_TTL_MS',
+  'API_KEYS',
+  'JWT_SECRET',
+  'JWT_JWKS_URL',
+  'JWT_ISSUER',
+  'JWT_AUDIENCE',
+] as const;
+type Key = (typeof CONFIG_KEYS)[number];
+type Source = Partial<Record<string, unknown>>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Reads the optional config file named by CONFIG_FILE. Its keys are the same as the environment's. */
+export function readConfigFile(path: string): Source {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('CONFIG_FILE', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('CONFIG_FILE', `${path} is not valid JSON or YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError('CONFIG_FILE', `${path} must hold a mapping of keys to values`);
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
+      throw new ConfigError(key, `unknown key in ${path}; known keys: ${CONFIG_KEYS.join(', ')}`);
+    }
+  }
+  return parsed as Source;
+}
+
+/** Builds the config from environment variables (and CONFIG_FILE when set). Throws ConfigError. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const file = env.CONFIG_FILE ? readConfigFile(env.CONFIG_FILE) : {};
+  const merged: Source = { ...file };
+  for (const key of CONFIG_KEYS) {
+    const value = env[key];
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  return parseConfig(merged);
+}
+
+export function parseConfig(src: Source): AppConfig {
+  const auth: AuthConfig = {
+    apiKeys: list(src, 'API_KEYS').map((k) => {
+      if (k.length < 24) throw new ConfigError('API_KEYS', 'each key must be at least 24 characters long');
+      return k;
+    }),
+    jwtSecret: optionalString(src, 'JWT_SECRET'),
+    jwksUrl: optionalUrl(src, 'JWT_JWKS_URL'),
+    jwtIssuer: optionalString(src, 'JWT_ISSUER'),
+    jwtAudience: optionalString(src, 'JWT_AUDIENCE'),
+  };
+  if (auth.jwtSecret !== null && auth.jwtSecret.length < 32) {
+    throw new ConfigError('JWT_SECRET', 'must be at least 32 characters long (HS256 needs 256 bits)');
+  }
+  if (auth.jwtSecret !== null && auth.jwksUrl !== null) {
+    throw new ConfigError('JWT_SECRET', 'set either JWT_SECRET or JWT_JWKS_URL, not both');
+  }
+  const devMode = auth.apiKeys.length === 0 && auth.jwtSecret === null && auth.jwksUrl === null;
+  const host = optionalString(src, 'HOST') ?? (devMode ? '127.0.0.1' : '0.0.0.0');
+  if (host !== 'localhost' && isIP(host) === 0) throw new ConfigError('HOST', `"${host}" is not an IP address or localhost`);
+  if (devMode && !isLoopback(host)) {
+    throw new ConfigError(
+      'HOST',
+      `"${host}" is not a loopback address, and no API_KEYS, JWT_SECRET or JWT_JWKS_URL is set: configure credentials before listening beyond 127.0.0.1`,
+    );
+  }
+  const databaseUrl = optionalString(src, 'DATABASE_URL');
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must start with postgres:// or postgresql://');
+  }
+  return {
+    databaseUrl,
+    dataDir: optionalString(src, 'DATA_DIR') ?? './data',
+    host,
+    port: int(src, 'PORT', 4000, 0, 65535),
+    catalogPath: optionalString(src, 'CATALOG_PATH') ?? './examples/catalog.yaml',
+    logLevel: oneOf(src, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    dbPoolMax: int(src, 'DB_POOL_MAX', 10, 1, 1000),
+    graphqlMaxDepth: int(src, 'GRAPHQL_MAX_DEPTH', 10, 2, 100),
+    graphqlMaxComplexity: int(src, 'GRAPHQL_MAX_COMPLEXITY', 1000, 10, 1_000_000),
+    shutdownTimeoutMs: int(src, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    entitlementCacheTtlMs: int(src, 'ENTITLEMENT_CACHE_TTL_MS', 5_000, 0, 3_600_000),
+    auth,
+    devMode,
+  };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** The config with secrets replaced, for logs. */
+export function redactConfig(config: AppConfig): Record<string, unknown> {
+  return {
+    ...config,
+    databaseUrl: config.databaseUrl?.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@') ?? null,
+    auth: {
+      apiKeys: `${config.auth.apiKeys.length} key(s)`,
+      jwtSecret: config.auth.jwtSecret ? '***' : null,
+      jwksUrl: config.auth.jwksUrl,
+      jwtIssuer: config.auth.jwtIssuer,
+      jwtAudience: config.auth.jwtAudience,
+    },
+  };
+}
+
+function raw(src: Source, key: Key): unknown {
+  return src[key];
+}
+
+function optionalString(src: Source, key: Key): string | null {
+  const v = raw(src, key);
+  if (v === undefined || v === null || v === '') return null;
+  if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigError(key, 'must be a string');
+  return String(v).trim();
+}
+
+function optionalUrl(src: Source, key: Key): string | null {
+  const v = optionalString(src, key);
+  if (v === null) return null;
+  try {
+    const url = new URL(v);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('protocol');
+  } catch {
+    throw new ConfigError(key, `"${v}" is not an http(s) URL`);
+  }
+  return v;
+}
+
+function list(src: Source, key: Key): string[] {
+  const v = raw(src, key);
+  if (v === undefined || v === null || v === '') return [];
+  const items = Array.isArray(v) ? v.map(String) : String(v).split(',');
+  return items.map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function int(src: Source, key: Key, fallback: number, min: number, max: number): number {
+  const v = raw(src, key);
+  if (v === undefined || v === null || v === '') return fallback;
+  const n = typeof v === 'number' ? v : /^-?\d+$/.test(String(v).trim()) ? Number(String(v).trim()) : NaN;
+  if (!Number.isInteger(n)) throw new ConfigError(key, `"${String(v)}" is not a whole number`);
+  if (n < min || n > max) throw new ConfigError(key, `${n} is out of range (${min} to ${max})`);
+  return n;
+}
+
+function oneOf<T extends string>(src: Source, key: Key, allowed: readonly T[], fallback: T): T {
+  const v = optionalString(src, key);
+  if (v === null) return fallback;
+  if (!(allowed as readonly string[]).includes(v)) throw new ConfigError(key, `"${v}" is not one of ${allowed.join(', ')}`);
+  return v as T;
+}

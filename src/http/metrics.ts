@@ -1,0 +1,61 @@
+// Prometheus metrics (prom-client), one registry per service instance.
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'method' | 'route' | 'status'>;
+  private readonly duration: Histogram<'route'>;
+  private readonly operations: Counter<'operation' | 'outcome'>;
+  private readonly errors: Counter<'code'>;
+
+  constructor(defaultMetrics = true) {
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'iap_' });
+    this.requests = new Counter({
+      name: 'iap_http_requests_total',
+      help: 'HTTP requests by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    });
+    this.duration = new Histogram({
+      name: 'iap_http_request_duration_seconds',
+      help: 'HTTP request latency',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    });
+    this.operations = new Counter({
+      name: 'iap_graphql_operations_total',
+      help: 'GraphQL operations by operation name and outcome',
+      labelNames: ['operation', 'outcome'],
+      registers: [this.registry],
+    });
+    this.errors = new Counter({
+      name: 'iap_graphql_errors_total',
+      help: 'GraphQL errors by extensions.code',
+      labelNames: ['code'],
+      registers: [this.registry],
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    this.requests.inc({ method, route, status: String(status) });
+    this.duration.observe({ route }, seconds);
+  }
+
+  graphqlOperation(operation: string, outcome: 'ok' | 'error'): void {
+    // Operation names come from clients: cap their length so labels stay bounded in size.
+    this.operations.inc({ operation: operation.slice(0, 64), outcome });
+  }
+
+  graphqlError(code: string): void {
+    this.errors.inc({ code });
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

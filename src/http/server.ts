@@ -1,0 +1,244 @@
+// The HTTP edge: GraphQL on /graphql, /healthz, /readyz, /metrics. Plain node:http in front of Apollo so the
+// hot path has no framework between the socket and the GraphQL executor.
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
+import { GraphQLError, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import type { Logger } from 'pino';
+import { ArgumentValidationError } from 'type-graphql';
+import type { Authenticator, Principal } from '../auth/authenticator.js';
+import { AppError } from '../domain/errors.js';
+import type { GraphQLContext } from '../graphql/context.js';
+import { depthLimitRule, queryComplexity } from '../graphql/limits.js';
+import type { Services } from '../services/container.js';
+import type { Metrics } from './metrics.js';
+
+export interface HttpServerOptions {
+  schema: GraphQLSchema;
+  services: Services;
+  authenticator: Authenticator;
+  metrics: Metrics;
+  log: Logger;
+  maxDepth: number;
+  maxComplexity: number;
+  /** Readiness beyond "the process runs": database reachable and migrations applied. */
+  ready: () => Promise<{ ok: boolean; detail: Record<string, unknown> }>;
+}
+
+const MAX_BODY_BYTES = 6 * 1024 * 1024;
+
+export class HttpServer {
+  readonly server: Server;
+  private readonly apollo: ApolloServer<GraphQLContext>;
+  private inFlight = 0;
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: HttpServerOptions) {
+    this.apollo = new ApolloServer<GraphQLContext>({
+      schema: o.schema,
+      validationRules: [depthLimitRule(o.maxDepth)],
+      plugins: [this.complexityPlugin(), this.errorMetricsPlugin()],
+      formatError: (formatted, error) => this.formatError(formatted, error),
+      includeStacktraceInErrorResponses: false,
+      introspection: true,
+    });
+    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  async listen(port: number, host: string): Promise<{ port: number; host: string }> {
+    await this.apollo.start();
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    const addr = this.server.address();
+    return { port: typeof addr === 'object' && addr ? addr.port : port, host };
+  }
+
+  /** Stops accepting, lets in-flight requests finish (up to timeoutMs), then stops Apollo. */
+  async close(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (this.inFlight > 0) {
+      await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), delay(timeoutMs)]);
+    }
+    this.server.closeAllConnections();
+    await closed;
+    await this.apollo.stop();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const requestId = headerValue(req.headers['x-request-id'])?.slice(0, 128) || randomUUID();
+    res.setHeader('x-request-id', requestId);
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = ['/graphql', '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+    this.inFlight++;
+    try {
+      if (this.draining) res.setHeader('connection', 'close');
+      if (path === '/graphql') await this.graphql(req, res, requestId);
+      else if (path === '/healthz') sendJson(res, 200, { status: 'ok' });
+      else if (path === '/readyz') await this.readiness(res);
+      else if (path === '/metrics') await this.metricsEndpoint(res);
+      else sendJson(res, 404, { error: 'not found', paths: ['/graphql', '/healthz', '/readyz', '/metrics'] });
+    } catch (err) {
+      this.o.log.error({ err, requestId }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      else res.end();
+    } finally {
+      this.inFlight--;
+      const seconds = (performance.now() - started) / 1000;
+      this.o.metrics.observeRequest(req.method ?? 'GET', route, res.statusCode, seconds);
+      const level = res.statusCode >= 500 ? 'error' : 'debug';
+      this.o.log[level]({ requestId, method: req.method, path: route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+      if (this.inFlight === 0 && this.idleWaiters.length > 0) this.idleWaiters.splice(0).forEach((w) => w());
+    }
+  }
+
+  private async graphql(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (method !== 'POST' && method !== 'GET') {
+      res.setHeader('allow', 'GET, POST');
+      return sendJson(res, 405, { errors: [{ message: 'use POST (or GET for queries)', extensions: { code: 'METHOD_NOT_ALLOWED' } }] });
+    }
+    let principal: Principal;
+    try {
+      principal = await this.o.authenticator.authenticate(headerValue(req.headers.authorization), headerValue(req.headers['x-api-key']));
+    } catch (err) {
+      if (err instanceof AppError) {
+        this.o.metrics.graphqlError(err.code);
+        res.setHeader('www-authenticate', 'Bearer');
+        return sendJson(res, 401, { errors: [{ message: err.message, extensions: { code: err.code } }] });
+      }
+      throw err;
+    }
+    let body: unknown = undefined;
+    if (method === 'POST') {
+      const text = await readBody(req);
+      if (text === null) return sendJson(res, 413, { errors: [{ message: 'request body too large', extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+      try {
+        body = text.length > 0 ? JSON.parse(text) : undefined;
+      } catch {
+        return sendJson(res, 400, { errors: [{ message: 'request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+      }
+    }
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+    }
+    // Apollo requires a JSON content type on POST; a missing one is a common client slip, not an attack.
+    if (method === 'POST' && !headers.get('content-type')) headers.set('content-type', 'application/json');
+    const url = req.url ?? '/graphql';
+    const services = this.o.services;
+    const result = await this.apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method, headers, search: url.includes('?') ? url.slice(url.indexOf('?')) : '', body },
+      context: async () => ({ services, principal, requestId, now: services.clock() }),
+    });
+    res.statusCode = result.status ?? 200;
+    for (const [key, value] of result.headers) res.setHeader(key, value);
+    if (result.body.kind === 'complete') {
+      res.end(result.body.string);
+    } else {
+      for await (const chunk of result.body.asyncIterator) res.write(chunk);
+      res.end();
+    }
+  }
+
+  private async readiness(res: ServerResponse): Promise<void> {
+    if (this.draining) return sendJson(res, 503, { status: 'draining' });
+    const { ok, detail } = await this.o.ready().catch((err: Error) => ({ ok: false, detail: { error: err.message } }));
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', ...detail });
+  }
+
+  private async metricsEndpoint(res: ServerResponse): Promise<void> {
+    res.statusCode = 200;
+    res.setHeader('content-type', this.o.metrics.contentType);
+    res.end(await this.o.metrics.render());
+  }
+
+  private complexityPlugin(): ApolloServerPlugin<GraphQLContext> {
+    const { schema, maxComplexity } = this.o;
+    return {
+      async requestDidStart() {
+        return {
+          async didResolveOperation({ request, document }) {
+            const cost = queryComplexity(schema, document, request.operationName ?? undefined, request.variables ?? {});
+            if (cost > maxComplexity) {
+              throw new GraphQLError(`query complexity ${cost} exceeds the limit of ${maxComplexity}`, {
+                extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } },
+              });
+            }
+          },
+        };
+      },
+    };
+  }
+
+  private errorMetricsPlugin(): ApolloServerPlugin<GraphQLContext> {
+    const metrics = this.o.metrics;
+    return {
+      async requestDidStart() {
+        return {
+          async willSendResponse({ response, operationName }) {
+            const errors = response.body.kind === 'single' ? (response.body.singleResult.errors ?? []) : [];
+            metrics.graphqlOperation(operationName ?? 'anonymous', errors.length > 0 ? 'error' : 'ok');
+            for (const e of errors) metrics.graphqlError(String(e.extensions?.code ?? 'UNKNOWN'));
+          },
+        };
+      },
+    };
+  }
+
+  /** Maps every error to a stable `extensions.code`; unexpected errors are logged and hidden from the caller. */
+  private formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+    const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
+    if (original instanceof AppError) {
+      return { ...formatted, message: original.message, extensions: { code: original.code, ...original.details } };
+    }
+    if (original instanceof ArgumentValidationError) {
+      const problems = original.extensions.validationErrors as { property: string; constraints?: Record<string, string>; children?: unknown[] }[];
+      const details = flattenValidation(problems);
+      return { ...formatted, message: `invalid input: ${details.join('; ')}`, extensions: { code: 'BAD_USER_INPUT', problems: details } };
+    }
+    const code = formatted.extensions?.code;
+    if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') return formatted;
+    this.o.log.error({ err: original }, 'unexpected error in resolver');
+    return { message: 'internal error', path: formatted.path, locations: formatted.locations, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+  }
+}
+
+function flattenValidation(errors: { property: string; constraints?: Record<string, string>; children?: unknown[] }[], prefix = ''): string[] {
+  return errors.flatMap((e) => {
+    const path = prefix ? `${prefix}.${e.property}` : e.property;
+    const own = Object.values(e.constraints ?? {}).map((m) => `${path}: ${m}`);
+    return [...own, ...flattenValidation((e.children ?? []) as typeof errors, path)];
+  });
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) return null;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());

@@ -1,0 +1,258 @@
+// MikroORM entity definitions. The schema in migrations/ is generated from these.
+// Times are timestamptz, store payloads jsonb. GraphQL types live apart (src/graphql) so the API can
+// change without a migration.
+import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
+import {
+  ENVIRONMENTS,
+  EVENT_TYPES,
+  OWNERSHIPS,
+  PRODUCT_KINDS,
+  STORES,
+  SUBSCRIPTION_STATES,
+} from '../domain/types.js';
+import type { EntitlementSource } from '../domain/engine.js';
+
+const ts = () => p.datetime().columnType('timestamptz');
+const createdAt = () => ts().onCreate(() => new Date());
+
+export const Customer = defineEntity({
+  name: 'Customer',
+  tableName: 'customer',
+  properties: {
+    id: p.uuid().primary(),
+    appUserId: p.string().length(255).unique('customer_app_user_id_unique'),
+    /** Cache of what the customer's subscriptions and purchases entitle, rewritten with every change. */
+    entitlementSources: p.json<EntitlementSource[]>().default('[]' as never),
+    /** Bumped on every change of entitlementSources; lets caches tell fresh from stale. */
+    revision: p.integer().default(0),
+    createdAt: createdAt(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+export type CustomerEntity = InferEntity<typeof Customer>;
+
+export const Product = defineEntity({
+  name: 'Product',
+  tableName: 'product',
+  properties: {
+    store: p.enum(STORES).primary().length(16),
+    productId: p.string().length(200).primary(),
+    kind: p.enum(PRODUCT_KINDS).length(16),
+    entitlements: p.json<string[]>(),
+    durationDays: p.integer().nullable(),
+    credits: p.json<Record<string, number>>(),
+    displayName: p.string().length(200).nullable(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
+/** One store transaction, stored once ever: (store, storeTransactionId) is unique. */
+export const Purchase = defineEntity({
+  name: 'Purchase',
+  tableName: 'purchase',
+  uniques: [{ name: 'purchase_store_transaction_unique', properties: ['store', 'storeTransactionId'] }],
+  indexes: [
+    { name: 'purchase_customer_idx', properties: ['customer'] },
+    { name: 'purchase_lineage_idx', properties: ['store', 'lineageId'] },
+  ],
+  properties: {
+    id: p.uuid().primary(),
+    /** Null while nobody has claimed it (seen only through a store notification). */
+    customer: () => p.manyToOne(Customer).nullable().deleteRule('restrict'),
+    store: p.enum(STORES).length(16),
+    environment: p.enum(ENVIRONMENTS).length(16),
+    storeTransactionId: p.string().length(255),
+    productId: p.string().length(200),
+    kind: p.enum(PRODUCT_KINDS).length(16),
+    lineageId: p.string().length(512),
+    purchaseToken: p.text().nullable(),
+    purchasedAt: ts(),
+    expiresAt: ts().nullable(),
+    revokedAt: ts().nullable(),
+    revocationReason: p.string().length(64).nullable(),
+    ownership: p.enum(OWNERSHIPS).length(16),
+    quantity: p.integer().default(1),
+    orderToken: p.string().length(255).nullable(),
+    priceMicros: p.bigint('number').nullable(),
+    currency: p.string().length(3).nullable(),
+    offerType: p.string().length(32).nullable(),
+    raw: p.json<unknown>(),
+    createdAt: createdAt(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
+/** Every verified statement a store made about a transaction, append-only: the engine's input. */
+export const PurchaseObservation = defineEntity({
+  name: 'PurchaseObservation',
+  tableName: 'purchase_observation',
+  uniques: [{ name: 'purchase_observation_fingerprint_unique', properties: ['store', 'lineageId', 'fingerprint'] }],
+  indexes: [{ name: 'purchase_observation_lineage_idx', properties: ['store', 'lineageId', 'observedAt'] }],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    store: p.enum(STORES).length(16),
+    lineageId: p.string().length(512),
+    storeTransactionId: p.string().length(255),
+    /** Hash of the normalized snapshot: the same statement seen twice is stored once. */
+    fingerprint: p.string().length(64),
+    observedAt: ts(),
+    /** The normalized purchase (dates as ISO strings) including the store's raw payload. */
+    snapshot: p.json<Record<string, unknown>>(),
+    createdAt: createdAt(),
+  },
+});
+
+/** The chain of renewals of one purchase; its state columns cache the engine's latest derivation. */
+export const Subscription = defineEntity({
+  name: 'Subscription',
+  tableName: 'subscription',
+  uniques: [{ name: 'subscription_store_lineage_unique', properties: ['store', 'lineageId'] }],
+  indexes: [
+    { name: 'subscription_customer_idx', properties: ['customer'] },
+    { name: 'subscription_state_expires_idx', properties: ['state', 'expiresAt'] },
+  ],
+  properties: {
+    id: p.uuid().primary(),
+    customer: () => p.manyToOne(Customer).nullable().deleteRule('restrict'),
+    store: p.enum(STORES).length(16),
+    environment: p.enum(ENVIRONMENTS).length(16),
+    lineageId: p.string().length(512),
+    productId: p.string().length(200),
+    state: p.enum(SUBSCRIPTION_STATES).length(16),
+    originalPurchasedAt: ts(),
+    currentPeriodStartsAt: ts(),
+    expiresAt: ts().nullable(),
+    gracePeriodExpiresAt: ts().nullable(),
+    autoResumeAt: ts().nullable(),
+    willRenew: p.boolean(),
+    ownership: p.enum(OWNERSHIPS).length(16),
+    revokedAt: ts().nullable(),
+    revocationReason: p.string().length(64).nullable(),
+    expirationReason: p.string().length(32).nullable(),
+    latestTransactionId: p.string().length(255),
+    createdAt: createdAt(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
+/**
+ * A customer's right to an entitlement over a span. Never edited: when a derivation no longer contains
+ * a grant, the row is marked superseded and the new grant is inserted beside it.
+ */
+export const Grant = defineEntity({
+  name: 'Grant',
+  tableName: 'entitlement_grant',
+  indexes: [
+    { name: 'entitlement_grant_customer_current_idx', properties: ['customer', 'entitlement'], where: 'superseded_at is null' },
+    { name: 'entitlement_grant_source_idx', properties: ['sourceKey'] },
+  ],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    customer: () => p.manyToOne(Customer).deleteRule('restrict'),
+    entitlement: p.string().length(64),
+    store: p.enum(STORES).length(16),
+    environment: p.enum(ENVIRONMENTS).length(16),
+    productId: p.string().length(200),
+    /** `sub:<store>:<lineage>` or `tx:<store>:<transaction>`: what the grant derives from. */
+    sourceKey: p.string().length(600),
+    storeTransactionId: p.string().length(255),
+    reason: p.string().length(16),
+    startsAt: ts(),
+    endsAt: ts().nullable(),
+    createdAt: createdAt(),
+    supersededAt: ts().nullable(),
+  },
+});
+
+/** Append-only balance changes of consumable currencies. `key` makes each change happen once. */
+export const CreditLedgerEntry = defineEntity({
+  name: 'CreditLedgerEntry',
+  tableName: 'credit_ledger',
+  uniques: [{ name: 'credit_ledger_key_unique', properties: ['key'] }],
+  indexes: [{ name: 'credit_ledger_customer_idx', properties: ['customer', 'currency', 'createdAt'] }],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    customer: () => p.manyToOne(Customer).deleteRule('restrict'),
+    currency: p.string().length(64),
+    amount: p.bigint('number'),
+    /** Balance after this entry: spending is checked against it under a row lock. */
+    balanceAfter: p.bigint('number'),
+    reason: p.string().length(32),
+    key: p.string().length(600),
+    storeTransactionId: p.string().length(255).nullable(),
+    createdAt: createdAt(),
+  },
+});
+
+/** Current balance per (customer, currency): the row locked while spending. The ledger is the truth. */
+export const CreditBalance = defineEntity({
+  name: 'CreditBalance',
+  tableName: 'credit_balance',
+  properties: {
+    customer: () => p.manyToOne(Customer).primary().deleteRule('restrict'),
+    currency: p.string().length(64).primary(),
+    balance: p.bigint('number'),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
+export const ORDER_STATUSES = ['CREATED', 'PAID', 'FULFILLED', 'EXPIRED', 'CANCELED'] as const;
+
+/** An intent issued before a purchase; its token travels through the store to match the purchase. */
+export const PurchaseOrder = defineEntity({
+  name: 'PurchaseOrder',
+  tableName: 'purchase_order',
+  uniques: [{ name: 'purchase_order_token_unique', properties: ['token'] }],
+  indexes: [{ name: 'purchase_order_customer_idx', properties: ['customer', 'productId', 'createdAt'] }],
+  properties: {
+    id: p.uuid().primary(),
+    customer: () => p.manyToOne(Customer).deleteRule('restrict'),
+    store: p.enum(STORES).length(16).nullable(),
+    productId: p.string().length(200),
+    token: p.string().length(64),
+    status: p.enum(ORDER_STATUSES).length(16),
+    purchase: () => p.manyToOne(Purchase).nullable().deleteRule('set null'),
+    createdAt: createdAt(),
+    expiresAt: ts(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
+/** Append-only history of every state change: the source for analytics and audits. */
+export const Event = defineEntity({
+  name: 'Event',
+  tableName: 'event',
+  uniques: [{ name: 'event_key_unique', properties: ['key'] }],
+  indexes: [
+    { name: 'event_customer_occurred_idx', properties: ['customer', 'occurredAt'] },
+    { name: 'event_type_occurred_idx', properties: ['type', 'occurredAt'] },
+    { name: 'event_lineage_idx', properties: ['store', 'lineageId'] },
+  ],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    key: p.string().length(700),
+    customer: () => p.manyToOne(Customer).nullable().deleteRule('restrict'),
+    type: p.enum(EVENT_TYPES).length(32),
+    occurredAt: ts(),
+    recordedAt: createdAt(),
+    store: p.enum(STORES).length(16).nullable(),
+    environment: p.enum(ENVIRONMENTS).length(16).nullable(),
+    productId: p.string().length(200).nullable(),
+    lineageId: p.string().length(512).nullable(),
+    storeTransactionId: p.string().length(255).nullable(),
+    data: p.json<Record<string, unknown>>(),
+  },
+});
+
+export const ENTITIES = [
+  Customer,
+  Product,
+  Purchase,
+  PurchaseObservation,
+  Subscription,
+  Grant,
+  CreditLedgerEntry,
+  CreditBalance,
+  PurchaseOrder,
+  Event,
+];

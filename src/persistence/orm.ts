@@ -1,0 +1,71 @@
+// Opens the database: PostgreSQL when a URL is configured, otherwise embedded PGlite in a directory.
+// Both run the same migrations from migrations/.
+import { mkdirSync } from 'node:fs';
+import type { MikroORM as CoreMikroORM } from '@mikro-orm/core';
+import { Migrator } from '@mikro-orm/migrations';
+import { MikroORM as PgliteMikroORM } from '@mikro-orm/pglite';
+import { MikroORM as PostgresMikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager as SqlEntityManager } from '@mikro-orm/sql';
+import { migrationsList } from '../../migrations/index.js';
+import { ENTITIES } from './entities.js';
+
+export type Orm = CoreMikroORM & { em: SqlEntityManager };
+export type Em = SqlEntityManager;
+
+export interface DatabaseOptions {
+  /** postgres:// URL; null opens embedded PGlite. */
+  url: string | null;
+  /** PGlite data directory; 'memory://' keeps it in memory (tests). */
+  dataDir: string;
+  poolMax?: number;
+  debug?: boolean;
+}
+
+export function databaseKind(options: DatabaseOptions): 'postgresql' | 'pglite' {
+  return options.url ? 'postgresql' : 'pglite';
+}
+
+const common = {
+  entities: ENTITIES,
+  extensions: [Migrator],
+  migrations: {
+    migrationsList,
+    path: './migrations',
+    pathTs: './migrations',
+    tableName: 'mikro_orm_migrations',
+    snapshot: false,
+    silent: true,
+  },
+  // Entities are never shared between requests: every unit of work forks its own entity manager.
+  allowGlobalContext: false,
+  ignoreUndefinedInQuery: true,
+  forceUtcTimezone: true,
+};
+
+export async function openDatabase(options: DatabaseOptions): Promise<Orm> {
+  if (options.url) {
+    return (await PostgresMikroORM.init({
+      ...common,
+      clientUrl: options.url,
+      pool: { min: 0, max: options.poolMax ?? 10 },
+      debug: options.debug ?? false,
+    })) as unknown as Orm;
+  }
+  const inMemory = options.dataDir.startsWith('memory://');
+  if (!inMemory) mkdirSync(options.dataDir, { recursive: true });
+  return (await PgliteMikroORM.init({
+    ...common,
+    dbName: inMemory ? 'memory://' : options.dataDir,
+    debug: options.debug ?? false,
+  })) as unknown as Orm;
+}
+
+/** Applies pending migrations; returns the names applied. */
+export async function migrate(orm: Orm): Promise<string[]> {
+  const applied = await orm.migrator.up();
+  return applied.map((m) => m.name);
+}
+
+export async function pendingMigrations(orm: Orm): Promise<string[]> {
+  return (await orm.migrator.getPending()).map((m) => m.name);
+}

@@ -1,0 +1,359 @@
+// SQL for the write path. Every function takes the entity manager of the caller's transaction so one
+// unit of work stays on one connection (PGlite serves one session at a time).
+import { randomUUID } from 'node:crypto';
+import type { EntitlementSource } from '../domain/engine.js';
+import type {
+  CreditChange,
+  DerivedEvent,
+  Environment,
+  GrantSpan,
+  NormalizedPurchase,
+  ProductKind,
+  Store,
+  SubscriptionState,
+} from '../domain/types.js';
+import type { Em } from './orm.js';
+import { decodeSnapshot, encodeSnapshot, fingerprint, toDate } from './snapshot-codec.js';
+
+type Row = Record<string, unknown>;
+
+/** Creates the customer if new and locks its row until the transaction ends: writes per customer serialize. */
+export async function lockCustomer(em: Em, appUserId: string): Promise<string> {
+  const row = await em.execute<Row>(
+    `insert into customer (id, app_user_id, entitlement_sources, revision, created_at, updated_at)
+     values (?, ?, '[]', 0, now(), now())
+     on conflict (app_user_id) do update set app_user_id = excluded.app_user_id
+     returning id`,
+    [randomUUID(), appUserId],
+    'get',
+  );
+  return row.id as string;
+}
+
+export async function findCustomerId(em: Em, appUserId: string): Promise<string | null> {
+  const row = (await em.execute<Row>('select id from customer where app_user_id = ?', [appUserId], 'get')) as Row | undefined;
+  return (row?.id as string | undefined) ?? null;
+}
+
+export interface StoredPurchaseOwner {
+  id: string;
+  customerId: string | null;
+  inserted: boolean;
+}
+
+/** Stores the transaction once ever, or locks the existing row. Facts are refreshed later by `refreshPurchase`. */
+export async function insertOrLockPurchase(em: Em, p: NormalizedPurchase, kind: ProductKind, customerId: string | null): Promise<StoredPurchaseOwner> {
+  const inserted = await em.execute<Row[]>(
+    `insert into purchase (id, customer_id, store, environment, store_transaction_id, product_id, kind, lineage_id,
+       purchase_token, purchased_at, expires_at, revoked_at, revocation_reason, ownership, quantity, order_token,
+       price_micros, currency, offer_type, raw, created_at, updated_at)
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now())
+     on conflict (store, store_transaction_id) do nothing
+     returning id, customer_id`,
+    [
+      randomUUID(),
+      customerId,
+      p.store,
+      p.environment,
+      p.transactionId,
+      p.productId,
+      kind,
+      p.lineageId,
+      p.purchaseToken,
+      p.purchasedAt,
+      p.expiresAt,
+      p.revokedAt,
+      p.revocationReason,
+      p.ownership,
+      p.quantity,
+      p.orderToken,
+      p.price?.amountMicros ?? null,
+      p.price?.currency ?? null,
+      p.offerType,
+      JSON.stringify(p.raw ?? null),
+    ],
+  );
+  if (inserted.length > 0) return { id: inserted[0]!.id as string, customerId, inserted: true };
+  const row = await em.execute<Row>(
+    'select id, customer_id from purchase where store = ? and store_transaction_id = ? for update',
+    [p.store, p.transactionId],
+    'get',
+  );
+  return { id: row.id as string, customerId: (row.customer_id as string | null) ?? null, inserted: false };
+}
+
+/** Refreshes the latest facts of a stored transaction (revocation, expiry) and claims it if unowned. */
+export async function refreshPurchase(em: Em, purchaseId: string, p: NormalizedPurchase, customerId: string | null): Promise<void> {
+  await em.execute(
+    `update purchase set customer_id = coalesce(customer_id, ?), expires_at = ?, revoked_at = ?, revocation_reason = ?,
+       product_id = ?, raw = ?, updated_at = now()
+     where id = ?`,
+    [customerId, p.expiresAt, p.revokedAt, p.revocationReason, p.productId, JSON.stringify(p.raw ?? null), purchaseId],
+  );
+}
+
+/** Appends a store statement; the same facts twice are stored once. Returns whether it was new. */
+export async function appendObservation(em: Em, p: NormalizedPurchase): Promise<boolean> {
+  const rows = await em.execute<Row[]>(
+    `insert into purchase_observation (store, lineage_id, store_transaction_id, fingerprint, observed_at, snapshot, created_at)
+     values (?, ?, ?, ?, ?, ?, now())
+     on conflict (store, lineage_id, fingerprint) do nothing
+     returning id`,
+    [p.store, p.lineageId, p.transactionId, fingerprint(p), p.observedAt, JSON.stringify(encodeSnapshot(p))],
+  );
+  return rows.length > 0;
+}
+
+export async function loadObservations(em: Em, store: Store, lineageId: string, transactionId?: string): Promise<NormalizedPurchase[]> {
+  const rows = await em.execute<Row[]>(
+    transactionId === undefined
+      ? 'select snapshot from purchase_observation where store = ? and lineage_id = ? order by observed_at, id'
+      : 'select snapshot from purchase_observation where store = ? and lineage_id = ? and store_transaction_id = ? order by observed_at, id',
+    transactionId === undefined ? [store, lineageId] : [store, lineageId, transactionId],
+  );
+  return rows.map((r) => decodeSnapshot(r.snapshot as Row));
+}
+
+export interface SubscriptionOwner {
+  id: string;
+  customerId: string | null;
+}
+
+export async function lockSubscription(em: Em, store: Store, lineageId: string): Promise<SubscriptionOwner | null> {
+  const row = (await em.execute<Row>(
+    'select id, customer_id from subscription where store = ? and lineage_id = ? for update',
+    [store, lineageId],
+    'get',
+  )) as Row | undefined;
+  return row ? { id: row.id as string, customerId: (row.customer_id as string | null) ?? null } : null;
+}
+
+export interface SubscriptionRow {
+  customerId: string | null;
+  store: Store;
+  environment: Environment;
+  lineageId: string;
+  productId: string;
+  state: SubscriptionState;
+  originalPurchasedAt: Date;
+  currentPeriodStartsAt: Date;
+  expiresAt: Date | null;
+  gracePeriodExpiresAt: Date | null;
+  autoResumeAt: Date | null;
+  willRenew: boolean;
+  ownership: string;
+  revokedAt: Date | null;
+  revocationReason: string | null;
+  expirationReason: string | null;
+  latestTransactionId: string;
+}
+
+export async function upsertSubscription(em: Em, s: SubscriptionRow): Promise<string> {
+  const row = await em.execute<Row>(
+    `insert into subscription (id, customer_id, store, environment, lineage_id, product_id, state, original_purchased_at,
+       current_period_starts_at, expires_at, grace_period_expires_at, auto_resume_at, will_renew, ownership, revoked_at,
+       revocation_reason, expiration_reason, latest_transaction_id, created_at, updated_at)
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now())
+     on conflict (store, lineage_id) do update set
+       customer_id = coalesce(subscription.customer_id, excluded.customer_id),
+       environment = excluded.environment, product_id = excluded.product_id, state = excluded.state,
+       original_purchased_at = excluded.original_purchased_at, current_period_starts_at = excluded.current_period_starts_at,
+       expires_at = excluded.expires_at, grace_period_expires_at = excluded.grace_period_expires_at,
+       auto_resume_at = excluded.auto_resume_at, will_renew = excluded.will_renew, ownership = excluded.ownership,
+       revoked_at = excluded.revoked_at, revocation_reason = excluded.revocation_reason,
+       expiration_reason = excluded.expiration_reason, latest_transaction_id = excluded.latest_transaction_id,
+       updated_at = now()
+     returning id`,
+    [
+      randomUUID(),
+      s.customerId,
+      s.store,
+      s.environment,
+      s.lineageId,
+      s.productId,
+      s.state,
+      s.originalPurchasedAt,
+      s.currentPeriodStartsAt,
+      s.expiresAt,
+      s.gracePeriodExpiresAt,
+      s.autoResumeAt,
+      s.willRenew,
+      s.ownership,
+      s.revokedAt,
+      s.revocationReason,
+      s.expirationReason,
+      s.latestTransactionId,
+    ],
+    'get',
+  );
+  return row.id as string;
+}
+
+const grantIdentity = (g: { entitlement: string; productId: string; transactionId: string; startsAt: Date; endsAt: Date | null; reason: string }) =>
+  `${g.entitlement}|${g.productId}|${g.transactionId}|${g.startsAt.getTime()}|${g.endsAt?.getTime() ?? 'forever'}|${g.reason}`;
+
+/**
+ * Makes the current grants of one source equal to `grants`: unchanged grants stay as they are, vanished ones
+ * are marked superseded, new ones are inserted. Grants are never edited.
+ */
+export async function syncGrants(
+  em: Em,
+  customerId: string,
+  sourceKey: string,
+  store: Store,
+  environment: Environment,
+  grants: readonly GrantSpan[],
+): Promise<{ added: number; superseded: number }> {
+  const current = await em.execute<Row[]>(
+    `select id, entitlement, product_id, store_transaction_id, starts_at, ends_at, reason, customer_id
+     from entitlement_grant where source_key = ? and superseded_at is null`,
+    [sourceKey],
+  );
+  const wanted = new Map(grants.map((g) => [grantIdentity(g), g]));
+  const stale: unknown[] = [];
+  for (const row of current) {
+    const id = grantIdentity({
+      entitlement: row.entitlement as string,
+      productId: row.product_id as string,
+      transactionId: row.store_transaction_id as string,
+      startsAt: toDate(row.starts_at)!,
+      endsAt: toDate(row.ends_at),
+      reason: row.reason as string,
+    });
+    if (wanted.has(id) && row.customer_id === customerId) wanted.delete(id);
+    else stale.push(row.id);
+  }
+  if (stale.length > 0) {
+    await em.execute(`update entitlement_grant set superseded_at = now() where id in (${stale.map(() => '?').join(', ')})`, stale);
+  }
+  for (const g of wanted.values()) {
+    await em.execute(
+      `insert into entitlement_grant (customer_id, entitlement, store, environment, product_id, source_key, store_transaction_id,
+         reason, starts_at, ends_at, created_at)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())`,
+      [customerId, g.entitlement, store, environment, g.productId, sourceKey, g.transactionId, g.reason, g.startsAt, g.endsAt],
+    );
+  }
+  return { added: wanted.size, superseded: stale.length };
+}
+
+export interface EventContext {
+  customerId: string | null;
+  store: Store | null;
+  environment: Environment | null;
+  lineageId: string | null;
+}
+
+/** Appends events; an event whose key is already recorded is skipped. Returns the number appended. */
+export async function appendEvents(em: Em, ctx: EventContext, events: readonly DerivedEvent[]): Promise<number> {
+  let appended = 0;
+  for (const e of events) {
+    const rows = await em.execute<Row[]>(
+      `insert into event (key, customer_id, type, occurred_at, recorded_at, store, environment, product_id, lineage_id,
+         store_transaction_id, data)
+       values (?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?)
+       on conflict (key) do nothing
+       returning id`,
+      [e.key, ctx.customerId, e.type, e.occurredAt, ctx.store, ctx.environment, e.productId || null, ctx.lineageId, e.transactionId || null, JSON.stringify(e.data)],
+    );
+    appended += rows.length;
+  }
+  return appended;
+}
+
+/** Locks (creating at zero) the balance row of one currency and returns its balance. */
+export async function lockBalance(em: Em, customerId: string, currency: string): Promise<number> {
+  await em.execute(
+    `insert into credit_balance (customer_id, currency, balance, updated_at) values (?, ?, 0, now())
+     on conflict (customer_id, currency) do nothing`,
+    [customerId, currency],
+  );
+  const row = await em.execute<Row>('select balance from credit_balance where customer_id = ? and currency = ? for update', [customerId, currency], 'get');
+  return Number(row.balance);
+}
+
+/**
+ * Applies a balance change once: the ledger key is unique, so a replay changes nothing.
+ * The caller must hold the balance row lock (lockBalance). Returns the new balance, or null when the key was
+ * already applied.
+ */
+export async function applyCredit(
+  em: Em,
+  customerId: string,
+  change: Pick<CreditChange, 'key' | 'currency' | 'amount'> & { reason: CreditChange['reason'] | 'SPEND'; transactionId: string | null },
+  balanceBefore: number,
+): Promise<number | null> {
+  const after = balanceBefore + change.amount;
+  const rows = await em.execute<Row[]>(
+    `insert into credit_ledger (customer_id, currency, amount, balance_after, reason, key, store_transaction_id, created_at)
+     values (?, ?, ?, ?, ?, ?, ?, now())
+     on conflict (key) do nothing
+     returning id`,
+    [customerId, change.currency, change.amount, after, change.reason, change.key, change.transactionId],
+  );
+  if (rows.length === 0) return null;
+  await em.execute('update credit_balance set balance = ?, updated_at = now() where customer_id = ? and currency = ?', [after, customerId, change.currency]);
+  return after;
+}
+
+export async function findLedgerEntry(em: Em, key: string): Promise<Row | undefined> {
+  return (await em.execute<Row>('select customer_id, currency, amount, balance_after from credit_ledger where key = ?', [key], 'get')) as Row | undefined;
+}
+
+/** Rebuilds the customer's entitlement cache from its subscriptions and one-time purchases. */
+export async function refreshEntitlementSources(
+  em: Em,
+  customerId: string,
+  entitlementsOf: (store: Store, productId: string) => readonly string[],
+): Promise<EntitlementSource[]> {
+  const subs = await em.execute<Row[]>(
+    `select store, environment, product_id, state, original_purchased_at, expires_at, grace_period_expires_at, will_renew, revoked_at
+     from subscription where customer_id = ?`,
+    [customerId],
+  );
+  const oneTime = await em.execute<Row[]>(
+    `select store, environment, product_id, kind, purchased_at, expires_at, revoked_at
+     from purchase where customer_id = ? and kind in ('NON_CONSUMABLE', 'NON_RENEWING')`,
+    [customerId],
+  );
+  const sources: EntitlementSource[] = [];
+  for (const s of subs) {
+    for (const entitlement of entitlementsOf(s.store as Store, s.product_id as string)) {
+      sources.push({
+        entitlement,
+        productId: s.product_id as string,
+        store: s.store as Store,
+        environment: s.environment as Environment,
+        kind: 'AUTO_RENEWABLE',
+        state: s.state as SubscriptionState,
+        purchasedAt: toDate(s.original_purchased_at)!,
+        expiresAt: toDate(s.expires_at),
+        gracePeriodExpiresAt: toDate(s.grace_period_expires_at),
+        willRenew: Boolean(s.will_renew),
+        revokedAt: toDate(s.revoked_at),
+      });
+    }
+  }
+  for (const p of oneTime) {
+    for (const entitlement of entitlementsOf(p.store as Store, p.product_id as string)) {
+      sources.push({
+        entitlement,
+        productId: p.product_id as string,
+        store: p.store as Store,
+        environment: p.environment as Environment,
+        kind: p.kind as ProductKind,
+        state: null,
+        purchasedAt: toDate(p.purchased_at)!,
+        expiresAt: toDate(p.expires_at),
+        gracePeriodExpiresAt: null,
+        willRenew: false,
+        revokedAt: toDate(p.revoked_at),
+      });
+    }
+  }
+  await em.execute('update customer set entitlement_sources = ?, revision = revision + 1, updated_at = now() where id = ?', [
+    JSON.stringify(sources),
+    customerId,
+  ]);
+  return sources;
+}

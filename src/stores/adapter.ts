@@ -1,0 +1,40 @@
+// The one interface every store adapter implements: turn a client's purchase proof into verified,
+// normalized purchases, or say why not. Adapters never write to the database.
+import type { ReceiptReason } from '../domain/errors.js';
+import type { NormalizedPurchase, Store } from '../domain/types.js';
+
+export interface AppleProof {
+  store: 'APP_STORE';
+  /** StoreKit 2 `jwsRepresentation` of a transaction. */
+  signedTransaction: string | null;
+  /** Legacy base64 app receipt. */
+  appReceipt: string | null;
+  /** With a legacy receipt: the transaction the app just bought. */
+  transactionId: string | null;
+}
+
+export interface GoogleProof {
+  store: 'PLAY_STORE';
+  packageName: string | null;
+  productId: string;
+  purchaseToken: string;
+  /** `Purchase.getOriginalJson()` exactly as the app received it, and its signature. */
+  originalJson: string | null;
+  signature: string | null;
+}
+
+export type PurchaseProof = AppleProof | GoogleProof;
+
+export type VerificationResult =
+  | { status: 'VERIFIED'; purchases: NormalizedPurchase[] }
+  /** Not the proof's fault (store down, credentials refused): keep the proof and retry later. */
+  | { status: 'PENDING'; reason: ReceiptReason; message: string }
+  /** The store gave a definitive no. */
+  | { status: 'REJECTED'; reason: ReceiptReason; message: string };
+
+export interface StoreAdapter {
+  readonly store: Store;
+  verify(proof: PurchaseProof): Promise<VerificationResult>;
+}
+
+export type StoreAdapters = Partial<Record<Store, StoreAdapter>>;

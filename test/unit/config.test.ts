@@ -1,0 +1,73 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseConfig, redactConfig } from '../../src/config/config.js';
+
+const KEY = 'k'.repeat(32);
+
+describe('config', () => {
+  it('defaults to local development mode on loopback with embedded PGlite', () => {
+    const c = parseConfig({});
+    expect(c).toMatchObject({ devMode: true, host: '127.0.0.1', port: 4000, databaseUrl: null, dataDir: './data' });
+  });
+
+  it('leaves development mode and listens on all interfaces once credentials exist', () => {
+    expect(parseConfig({ API_KEYS: KEY })).toMatchObject({ devMode: false, host: '0.0.0.0' });
+    expect(parseConfig({ JWT_SECRET: KEY })).toMatchObject({ devMode: false });
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT', 'not a whole number'],
+    [{ PORT: '70000' }, 'PORT', 'out of range'],
+    [{ HOST: '0.0.0.0' }, 'HOST', 'not a loopback address'],
+    [{ HOST: 'example.com', API_KEYS: KEY }, 'HOST', 'not an IP address'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL', 'must start with postgres'],
+    [{ API_KEYS: 'short' }, 'API_KEYS', 'at least 24 characters'],
+    [{ JWT_SECRET: 'short' }, 'JWT_SECRET', 'at least 32 characters'],
+    [{ JWT_SECRET: KEY, JWT_JWKS_URL: 'https://id.example.com/jwks' }, 'JWT_SECRET', 'not both'],
+    [{ JWT_JWKS_URL: 'ftp://x' }, 'JWT_JWKS_URL', 'not an http(s) URL'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', 'not one of'],
+    [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX', 'out of range'],
+  ])('rejects %j naming %s', (input, key, problem) => {
+    let error: unknown;
+    try {
+      parseConfig(input);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).key).toBe(key);
+    expect((error as ConfigError).message).toContain(`config ${key}:`);
+    expect((error as ConfigError).message).toContain(problem);
+    expect((error as ConfigError).message).not.toContain('\n');
+  });
+
+  it('reads a YAML config file, with environment variables taking precedence', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iap-config-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, `PORT: 5000\nHOST: 127.0.0.2\nLOG_LEVEL: warn\n`);
+    const c = loadConfig({ CONFIG_FILE: file, PORT: '6000' });
+    expect(c).toMatchObject({ port: 6000, host: '127.0.0.2', logLevel: 'warn' });
+  });
+
+  it.each([
+    ['UNKNOWN_KEY: 1\n', 'UNKNOWN_KEY'],
+    ['- a\n- b\n', 'CONFIG_FILE'],
+    ['PORT: [\n', 'CONFIG_FILE'],
+  ])('rejects config file %j naming %s', (text, key) => {
+    const dir = mkdtempSync(join(tmpdir(), 'iap-config-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, text);
+    expect(() => loadConfig({ CONFIG_FILE: file })).toThrow(new RegExp(`^config ${key}:`));
+  });
+
+  it('never shows secrets in the redacted form used for logs', () => {
+    const c = parseConfig({ API_KEYS: KEY, JWT_SECRET: 's'.repeat(40), DATABASE_URL: 'postgres://app:hunter2@db:5432/iap' });
+    const text = JSON.stringify(redactConfig(c));
+    expect(text).not.toContain(KEY);
+    expect(text).not.toContain('s'.repeat(40));
+    expect(text).not.toContain('hunter2');
+    expect(text).toContain('postgres://app:***@db:5432/iap');
+  });
+});
