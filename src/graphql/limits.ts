@@ -1,52 +1,38 @@
 // Rejects abusive queries before they run: too deep, or too costly by field complexity.
-import {
-  GraphQLError,
-  Kind,
-  type ASTVisitor,
-  type DocumentNode,
-  type FragmentDefinitionNode,
-  type GraphQLSchema,
-  type SelectionSetNode,
-  type ValidationContext,
-} from 'graphql';
-import { fieldExtensionsEstimator, getComplexity, simpleEstimator } from 'graphql-query-complexity';
+import { Kind, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import { createRequire } from 'node:module';
 
-/** Validation rule: the deepest selection (fragments followed) may not exceed `maxDepth`. */
-export function depthLimitRule(maxDepth: number) {
-  return (context: ValidationContext): ASTVisitor => {
-    const fragments = new Map<string, FragmentDefinitionNode>();
-    for (const def of context.getDocument().definitions) {
-      if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
-    }
-    const depthOf = (set: SelectionSetNode | undefined, depth: number, seen: Set<string>): number => {
-      if (!set) return depth;
-      let max = depth;
-      for (const sel of set.selections) {
-        if (sel.kind === Kind.FIELD) {
-          if (sel.name.value.startsWith('__')) continue;
-          max = Math.max(max, depthOf(sel.selectionSet, depth + 1, seen));
-        } else if (sel.kind === Kind.INLINE_FRAGMENT) {
-          max = Math.max(max, depthOf(sel.selectionSet, depth, seen));
-        } else {
-          const name = sel.name.value;
-          const frag = fragments.get(name);
-          if (frag && !seen.has(name)) max = Math.max(max, depthOf(frag.selectionSet, depth, new Set([...seen, name])));
-        }
-        if (max > maxDepth) return max;
+// The package's ESM build imports graphql's .mjs files, a second copy of graphql next to the CommonJS one that
+// type-graphql and Apollo load; its CommonJS build shares theirs.
+const { fieldExtensionsEstimator, getComplexity, simpleEstimator } = createRequire(import.meta.url)(
+  'graphql-query-complexity',
+) as typeof import('graphql-query-complexity');
+
+/** Depth of the deepest field selection of an operation, following fragments. */
+export function queryDepth(document: DocumentNode, operationName: string | undefined): number {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  let operation: OperationDefinitionNode | undefined;
+  for (const def of document.definitions) {
+    if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
+    else if (def.kind === Kind.OPERATION_DEFINITION && (!operationName || def.name?.value === operationName)) operation ??= def;
+  }
+  const depthOf = (set: SelectionSetNode | undefined, depth: number, seen: ReadonlySet<string>): number => {
+    if (!set) return depth;
+    let max = depth;
+    for (const sel of set.selections) {
+      if (sel.kind === Kind.FIELD) {
+        if (!sel.name.value.startsWith('__')) max = Math.max(max, depthOf(sel.selectionSet, depth + 1, seen));
+      } else if (sel.kind === Kind.INLINE_FRAGMENT) {
+        max = Math.max(max, depthOf(sel.selectionSet, depth, seen));
+      } else {
+        const frag = fragments.get(sel.name.value);
+        // A fragment cycle is invalid GraphQL and rejected by validation; just do not follow it here.
+        if (frag && !seen.has(sel.name.value)) max = Math.max(max, depthOf(frag.selectionSet, depth, new Set([...seen, sel.name.value])));
       }
-      return max;
-    };
-    return {
-      OperationDefinition(node) {
-        const depth = depthOf(node.selectionSet, 0, new Set());
-        if (depth > maxDepth) {
-          context.reportError(
-            new GraphQLError(`query depth ${depth} exceeds the limit of ${maxDepth}`, { nodes: [node], extensions: { code: 'QUERY_TOO_COMPLEX' } }),
-          );
-        }
-      },
-    };
+    }
+    return max;
   };
+  return operation ? depthOf(operation.selectionSet, 0, new Set()) : 0;
 }
 
 /** Estimated cost of an operation: 1 per field unless the field declares its own complexity. */

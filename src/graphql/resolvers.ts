@@ -18,6 +18,12 @@ import {
   Subscription,
 } from './types.js';
 
+/** A list field costs its children once per item it may typically hold. */
+const listCost =
+  (items: number) =>
+  ({ childComplexity }: { childComplexity: number }) =>
+    1 + items * childComplexity;
+
 @Resolver(() => Customer)
 export class CustomerResolver {
   @Query(() => Customer, { description: "A customer's entitlements, subscriptions, purchases and credit balances." })
@@ -43,21 +49,21 @@ export class CustomerResolver {
     return customer.customerId ? ctx.services.queries.firstSeenAt(customer.customerId) : null;
   }
 
-  @FieldResolver(() => [Subscription])
+  @FieldResolver(() => [Subscription], { complexity: listCost(10) })
   async subscriptions(@Root() customer: Customer, @Ctx() ctx: GraphQLContext): Promise<Subscription[]> {
     if (!customer.customerId) return [];
     const subs = await ctx.services.queries.subscriptions(customer.customerId);
     return subs.map((s) => toSubscription(s, ctx.services.catalog.find(s.store, s.productId)?.entitlements ?? [], ctx.now));
   }
 
-  @FieldResolver(() => [NonSubscriptionPurchase])
+  @FieldResolver(() => [NonSubscriptionPurchase], { complexity: listCost(10) })
   async nonSubscriptionPurchases(@Root() customer: Customer, @Ctx() ctx: GraphQLContext): Promise<NonSubscriptionPurchase[]> {
     if (!customer.customerId) return [];
     const purchases = await ctx.services.queries.oneTimePurchases(customer.customerId);
     return purchases.map((p) => Object.assign(new NonSubscriptionPurchase(), p));
   }
 
-  @FieldResolver(() => [CreditBalance])
+  @FieldResolver(() => [CreditBalance], { complexity: listCost(5) })
   async creditBalances(@Root() customer: Customer, @Ctx() ctx: GraphQLContext): Promise<CreditBalance[]> {
     if (!customer.customerId) return [];
     const balances = await ctx.services.queries.balances(customer.customerId);

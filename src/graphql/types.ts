@@ -92,10 +92,10 @@ export class CreditBalance {
 export class Customer {
   @Field(() => String) appUserId!: string;
   @Field(() => Date, { nullable: true, description: 'Null until the first purchase is recorded.' }) firstSeenAt!: Date | null;
-  @Field(() => [Entitlement]) entitlements!: Entitlement[];
-  @Field(() => [Subscription], { complexity: 5 }) subscriptions!: Subscription[];
-  @Field(() => [NonSubscriptionPurchase], { complexity: 5 }) nonSubscriptionPurchases!: NonSubscriptionPurchase[];
-  @Field(() => [CreditBalance], { complexity: 2 }) creditBalances!: CreditBalance[];
+  @Field(() => [Entitlement], { complexity: ({ childComplexity }) => 1 + 5 * childComplexity }) entitlements!: Entitlement[];
+  @Field(() => [Subscription]) subscriptions!: Subscription[];
+  @Field(() => [NonSubscriptionPurchase]) nonSubscriptionPurchases!: NonSubscriptionPurchase[];
+  @Field(() => [CreditBalance]) creditBalances!: CreditBalance[];
   /** Internal: set by the resolver, not exposed. */
   customerId!: string | null;
 }

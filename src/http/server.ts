@@ -9,7 +9,7 @@ import { ArgumentValidationError } from 'type-graphql';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
 import { AppError } from '../domain/errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
-import { depthLimitRule, queryComplexity } from '../graphql/limits.js';
+import { queryComplexity, queryDepth } from '../graphql/limits.js';
 import type { Services } from '../services/container.js';
 import type { Metrics } from './metrics.js';
 
@@ -37,11 +37,12 @@ export class HttpServer {
   constructor(private readonly o: HttpServerOptions) {
     this.apollo = new ApolloServer<GraphQLContext>({
       schema: o.schema,
-      validationRules: [depthLimitRule(o.maxDepth)],
-      plugins: [this.complexityPlugin(), this.errorMetricsPlugin()],
+      plugins: [this.limitsPlugin(), this.errorMetricsPlugin()],
       formatError: (formatted, error) => this.formatError(formatted, error),
       includeStacktraceInErrorResponses: false,
       introspection: true,
+      // Shutdown is ours (main.ts): drain HTTP first, then stop Apollo, then close the database.
+      stopOnTerminationSignals: false,
     });
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
@@ -159,12 +160,18 @@ export class HttpServer {
     res.end(await this.o.metrics.render());
   }
 
-  private complexityPlugin(): ApolloServerPlugin<GraphQLContext> {
-    const { schema, maxComplexity } = this.o;
+  private limitsPlugin(): ApolloServerPlugin<GraphQLContext> {
+    const { schema, maxComplexity, maxDepth } = this.o;
     return {
       async requestDidStart() {
         return {
           async didResolveOperation({ request, document }) {
+            const depth = queryDepth(document, request.operationName ?? undefined);
+            if (depth > maxDepth) {
+              throw new GraphQLError(`query depth ${depth} exceeds the limit of ${maxDepth}`, {
+                extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } },
+              });
+            }
             const cost = queryComplexity(schema, document, request.operationName ?? undefined, request.variables ?? {});
             if (cost > maxComplexity) {
               throw new GraphQLError(`query complexity ${cost} exceeds the limit of ${maxComplexity}`, {

@@ -1,0 +1,125 @@
+// bench/read-path: entitlement check throughput and latency for 100,000 customers on PostgreSQL, next to
+// a bare node:http + pg endpoint doing the same indexed lookup, measured in the same run.
+// Usage: npm run bench   (BENCH_POSTGRES_URL, BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_CONNECTIONS to override)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { migrate, openDatabase } from '../../src/persistence/orm.js';
+
+const ADMIN_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const CUSTOMERS = Number(process.env.BENCH_CUSTOMERS ?? 100_000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const API_KEY = 'bench-server-key-0123456789abcdef';
+const QUERY = 'query E($id: String!) { entitlements(appUserId: $id) { identifier isActive expiresAt willRenew productId } }';
+
+async function main(): Promise<void> {
+  const dbName = `iap_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`create database ${dbName}`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${dbName}`;
+  const dbUrl = url.toString();
+  try {
+    await seed(dbUrl);
+    const results = [];
+    results.push(await measure('bare node:http + pg (baseline)', 'bare', dbUrl, []));
+    results.push(await measure('iap-entitlements GraphQL, cache on (5 s TTL)', 'app', dbUrl, ['5000']));
+    results.push(await measure('iap-entitlements GraphQL, cache off', 'app', dbUrl, ['0']));
+    const base = results[0]!.rps;
+    console.log(`\nread path, ${CUSTOMERS.toLocaleString('en')} customers, uniformly random user per request, ${CONNECTIONS} connections, ${SECONDS} s each`);
+    console.log('| server | requests/s | p50 ms | p99 ms | ratio to baseline |');
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+    for (const r of results) {
+      console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${(r.rps / base).toFixed(2)}x |`);
+    }
+  } finally {
+    await admin.query(`drop database if exists ${dbName} with (force)`);
+    await admin.end();
+  }
+}
+
+async function seed(dbUrl: string): Promise<void> {
+  const orm = await openDatabase({ url: dbUrl, dataDir: '' });
+  await migrate(orm);
+  await orm.close(true);
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  const started = Date.now();
+  // Every customer holds one monthly subscription source; every tenth also a lifetime unlock.
+  await c.query(
+    `insert into customer (id, app_user_id, entitlement_sources, revision, created_at, updated_at)
+     select gen_random_uuid(), 'user-' || i,
+       jsonb_build_array(jsonb_build_object(
+         'entitlement', 'pro', 'productId', 'com.example.app.pro.monthly', 'store', 'APP_STORE', 'environment', 'PRODUCTION',
+         'kind', 'AUTO_RENEWABLE', 'state', 'ACTIVE', 'purchasedAt', now() - interval '10 days',
+         'expiresAt', now() + interval '20 days', 'gracePeriodExpiresAt', null, 'willRenew', true, 'revokedAt', null))
+       || case when i % 10 = 0 then jsonb_build_array(jsonb_build_object(
+         'entitlement', 'no_ads', 'productId', 'com.example.app.no_ads', 'store', 'APP_STORE', 'environment', 'PRODUCTION',
+         'kind', 'NON_CONSUMABLE', 'state', null, 'purchasedAt', now() - interval '100 days', 'expiresAt', null,
+         'gracePeriodExpiresAt', null, 'willRenew', false, 'revokedAt', null)) else '[]'::jsonb end,
+       1, now(), now()
+     from generate_series(1, $1::int) as i`,
+    [CUSTOMERS],
+  );
+  await c.query('analyze customer');
+  await c.end();
+  console.log(`seeded ${CUSTOMERS.toLocaleString('en')} customers in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+interface Result {
+  name: string;
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+async function measure(name: string, mode: 'bare' | 'app', dbUrl: string, extra: string[]): Promise<Result> {
+  const serve = fileURLToPath(new URL('./serve.js', import.meta.url));
+  const child = spawn(process.execPath, [serve, mode, dbUrl, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await readyPort(child);
+    const target = `http://127.0.0.1:${port}/graphql`;
+    await load(target, 3); // warm-up: JIT, connection pools
+    const r = await load(target, SECONDS);
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx responses, ${r.errors} errors`);
+    return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 };
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+function load(url: string, seconds: number): Promise<autocannon.Result> {
+  return autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration: seconds,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    requests: [
+      {
+        setupRequest: (req) => ({
+          ...req,
+          body: JSON.stringify({ query: QUERY, variables: { id: `user-${1 + Math.floor(Math.random() * CUSTOMERS)}` } }),
+        }),
+      },
+    ],
+  });
+}
+
+function readyPort(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = out.match(/READY (\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
+  });
+}
+
+await main();
