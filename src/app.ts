@@ -10,6 +10,7 @@ import { Metrics } from './http/metrics.js';
 import { HttpServer } from './http/server.js';
 import { syncCatalog } from './persistence/catalog-sync.js';
 import { ChangeListener } from './persistence/change-listener.js';
+import { ReadPool } from './persistence/read-pool.js';
 import { databaseKind, migrate, openDatabase, pendingMigrations, type Orm } from './persistence/orm.js';
 import { ENTITLEMENTS_CHANGED_CHANNEL } from './services/purchase-recorder.js';
 import { createServices, type Clock, type Services } from './services/container.js';
@@ -50,7 +51,15 @@ export async function createApp(options: AppOptions): Promise<App> {
     await orm.close(true);
     throw err;
   }
-  const services = createServices(orm, catalog, options.adapters ?? {}, options.clock ?? (() => new Date()), config.entitlementCacheTtlMs);
+  const readPool = config.databaseUrl ? new ReadPool(config.databaseUrl, config.dbPoolMax) : null;
+  const services = createServices(
+    orm,
+    catalog,
+    options.adapters ?? {},
+    options.clock ?? (() => new Date()),
+    config.entitlementCacheTtlMs,
+    readPool?.customerLookup,
+  );
   const listener = config.databaseUrl
     ? new ChangeListener(
         config.databaseUrl,
@@ -94,6 +103,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       closed = true;
       await http.close(config.shutdownTimeoutMs);
       await listener?.stop();
+      await readPool?.close();
       await orm.close(true);
     },
   };

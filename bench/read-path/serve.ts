@@ -48,3 +48,6 @@ if (mode === 'bare') {
   const listening = await app.listen();
   console.log(`READY ${new URL(listening).port}`);
 }
+
+// Exit through process.exit so --cpu-prof and friends can write their output.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));

@@ -3,7 +3,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
-import { GraphQLError, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
+import { GraphQLError, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import type { Logger } from 'pino';
 import { ArgumentValidationError } from 'type-graphql';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
@@ -37,7 +38,9 @@ export class HttpServer {
   constructor(private readonly o: HttpServerOptions) {
     this.apollo = new ApolloServer<GraphQLContext>({
       schema: o.schema,
-      plugins: [this.limitsPlugin(), this.errorMetricsPlugin()],
+      // Cache hints and inline traces wrap every field resolver; entitlement answers are per user and must not be
+      // cached by HTTP intermediaries anyway.
+      plugins: [ApolloServerPluginCacheControlDisabled(), ApolloServerPluginInlineTraceDisabled(), this.limitsPlugin(), this.errorMetricsPlugin()],
       formatError: (formatted, error) => this.formatError(formatted, error),
       includeStacktraceInErrorResponses: false,
       introspection: true,
@@ -162,22 +165,33 @@ export class HttpServer {
 
   private limitsPlugin(): ApolloServerPlugin<GraphQLContext> {
     const { schema, maxComplexity, maxDepth } = this.o;
+    // Apollo hands out the same DocumentNode for the same query text, so each distinct query is measured once.
+    // Costs here do not depend on variables (no estimator reads arguments).
+    const measured = new WeakMap<object, Map<string, string | null>>();
+    const check = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null => {
+      const depth = queryDepth(document, operationName);
+      if (depth > maxDepth) {
+        return `query depth ${depth} exceeds the limit of ${maxDepth}`;
+      }
+      const cost = queryComplexity(schema, document, operationName, variables);
+      if (cost > maxComplexity) {
+        return `query complexity ${cost} exceeds the limit of ${maxComplexity}`;
+      }
+      return null;
+    };
     return {
       async requestDidStart() {
         return {
           async didResolveOperation({ request, document }) {
-            const depth = queryDepth(document, request.operationName ?? undefined);
-            if (depth > maxDepth) {
-              throw new GraphQLError(`query depth ${depth} exceeds the limit of ${maxDepth}`, {
-                extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } },
-              });
+            const name = request.operationName ?? '';
+            let byName = measured.get(document);
+            if (!byName) measured.set(document, (byName = new Map()));
+            let verdict = byName.get(name);
+            if (verdict === undefined) {
+              verdict = check(document, request.operationName ?? undefined, request.variables ?? {});
+              byName.set(name, verdict);
             }
-            const cost = queryComplexity(schema, document, request.operationName ?? undefined, request.variables ?? {});
-            if (cost > maxComplexity) {
-              throw new GraphQLError(`query complexity ${cost} exceeds the limit of ${maxComplexity}`, {
-                extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } },
-              });
-            }
+            if (verdict) throw new GraphQLError(verdict, { extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } } });
           },
         };
       },

@@ -4,7 +4,7 @@ import type { Orm } from '../persistence/orm.js';
 import type { StoreAdapters } from '../stores/adapter.js';
 import { CreditService } from './credits.js';
 import { CustomerQueries } from './customer-queries.js';
-import { EntitlementReader } from './entitlement-reader.js';
+import { EntitlementReader, ormCustomerLookup, type CustomerLookup } from './entitlement-reader.js';
 import { PurchaseRecorder } from './purchase-recorder.js';
 import { SubmitReceiptService } from './submit-receipt.js';
 
@@ -21,8 +21,15 @@ export interface Services {
   receipts: SubmitReceiptService;
 }
 
-export function createServices(orm: Orm, catalog: Catalog, adapters: StoreAdapters, clock: Clock, cacheTtlMs: number): Services {
-  const reader = new EntitlementReader(orm, cacheTtlMs);
+export function createServices(
+  orm: Orm,
+  catalog: Catalog,
+  adapters: StoreAdapters,
+  clock: Clock,
+  cacheTtlMs: number,
+  customerLookup: CustomerLookup = ormCustomerLookup(orm),
+): Services {
+  const reader = new EntitlementReader(customerLookup, cacheTtlMs);
   const recorder = new PurchaseRecorder(orm, catalog, (appUserId) => reader.invalidate(appUserId));
   return {
     orm,

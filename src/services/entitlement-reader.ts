@@ -11,6 +11,16 @@ export interface CustomerSnapshot {
   revision: number;
 }
 
+/** Reads one customer's row: id, entitlement_sources, revision. */
+export type CustomerLookup = (appUserId: string) => Promise<Record<string, unknown> | undefined>;
+
+const LOOKUP_SQL = 'select id, entitlement_sources, revision from customer where app_user_id = ?';
+
+/** The lookup through the ORM's connection (PGlite: its single session). */
+export function ormCustomerLookup(orm: Orm): CustomerLookup {
+  return async (appUserId) => (await orm.em.getConnection().execute(LOOKUP_SQL, [appUserId], 'get')) as Record<string, unknown> | undefined;
+}
+
 interface CacheEntry {
   value: CustomerSnapshot | null;
   storedAt: number;
@@ -22,7 +32,7 @@ export class EntitlementReader {
   private invalidations = 0;
 
   constructor(
-    private readonly orm: Orm,
+    private readonly lookup: CustomerLookup,
     private readonly ttlMs: number,
     private readonly maxEntries = 100_000,
     private readonly monotonicNow: () => number = () => performance.now(),
@@ -32,9 +42,7 @@ export class EntitlementReader {
     const hit = this.cache.get(appUserId);
     if (hit && this.monotonicNow() - hit.storedAt < this.ttlMs) return hit.value;
     const seen = this.invalidations;
-    const row = (await this.orm.em
-      .getConnection()
-      .execute('select id, entitlement_sources, revision from customer where app_user_id = ?', [appUserId], 'get')) as Record<string, unknown> | undefined;
+    const row = await this.lookup(appUserId);
     const value = row ? { customerId: row.id as string, sources: reviveSources(row.entitlement_sources), revision: Number(row.revision) } : null;
     if (this.ttlMs > 0 && seen === this.invalidations) this.store(appUserId, value);
     return value;
