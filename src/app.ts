@@ -44,7 +44,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const catalog = options.catalog ?? loadCatalogFile(config.catalogPath);
   const orm = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax });
   try {
-    const applied = await migrate(orm);
+    const applied = await migrate(orm, config.databaseUrl);
     if (applied.length > 0) log.info({ applied }, 'applied database migrations');
     await syncCatalog(orm, catalog);
   } catch (err) {

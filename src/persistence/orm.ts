@@ -5,6 +5,7 @@ import type { MikroORM as CoreMikroORM } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { MikroORM as PgliteMikroORM } from '@mikro-orm/pglite';
 import { MikroORM as PostgresMikroORM } from '@mikro-orm/postgresql';
+import pg from 'pg';
 import type { EntityManager as SqlEntityManager } from '@mikro-orm/sql';
 import { migrationsList } from '../../migrations/index.js';
 import { ENTITIES } from './entities.js';
@@ -60,10 +61,24 @@ export async function openDatabase(options: DatabaseOptions): Promise<Orm> {
   })) as unknown as Orm;
 }
 
-/** Applies pending migrations; returns the names applied. */
-export async function migrate(orm: Orm): Promise<string[]> {
-  const applied = await orm.migrator.up();
-  return applied.map((m) => m.name);
+/** Any fixed number: the PostgreSQL advisory lock that lets one instance at a time migrate. */
+const MIGRATION_LOCK_KEY = 7_351_202_611;
+
+/**
+ * Applies pending migrations; returns the names applied. On PostgreSQL several instances may start at once:
+ * an advisory lock makes the others wait, and they then find nothing pending.
+ */
+export async function migrate(orm: Orm, databaseUrl?: string | null): Promise<string[]> {
+  if (!databaseUrl) return (await orm.migrator.up()).map((m) => m.name);
+  const lock = new pg.Client({ connectionString: databaseUrl });
+  await lock.connect();
+  try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    return (await orm.migrator.up()).map((m) => m.name);
+  } finally {
+    await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await lock.end();
+  }
 }
 
 export async function pendingMigrations(orm: Orm): Promise<string[]> {

@@ -12,9 +12,12 @@ describe('two instances on one PostgreSQL database', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase('postgresql');
-    // A long TTL: only invalidation can make instance A see the change.
-    a = await startTestApp('postgresql', { db, config: { ENTITLEMENT_CACHE_TTL_MS: 3_600_000 } });
-    b = await startTestApp('postgresql', { db, config: { ENTITLEMENT_CACHE_TTL_MS: 3_600_000 } });
+    // Both start at once on an empty database: one migrates, the other waits for it and finds nothing to do.
+    // A long TTL: only invalidation can make instance A see a change.
+    [a, b] = await Promise.all([
+      startTestApp('postgresql', { db, config: { ENTITLEMENT_CACHE_TTL_MS: 3_600_000 } }),
+      startTestApp('postgresql', { db, config: { ENTITLEMENT_CACHE_TTL_MS: 3_600_000 } }),
+    ]);
   });
   afterAll(async () => {
     await a?.close();
@@ -24,6 +27,11 @@ describe('two instances on one PostgreSQL database', () => {
 
   const entitlementsOn = async (t: TestApp, user: string) =>
     (await t.server(`query($id: String!) { entitlements(appUserId: $id) { identifier } }`, { id: user })).data!.entitlements as unknown[];
+
+  it('migrated the shared database exactly once', async () => {
+    const [row] = await a.app.orm.em.getConnection().execute('select count(*)::int as n from mikro_orm_migrations');
+    expect(row.n).toBe(1);
+  });
 
   it('invalidates the other instance cache when a purchase is recorded', async () => {
     expect(await entitlementsOn(a, 'shared')).toEqual([]);
