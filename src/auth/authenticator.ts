@@ -10,6 +10,8 @@ export class Authenticator {
   private readonly keyDigests: Buffer[];
   private readonly secret: Uint8Array | null;
   private readonly jwks: JWTVerifyGetKey | null;
+  /** Only configured keys ever get in here, so it holds at most API_KEYS' count. */
+  private readonly matchedKeys = new Set<string>();
 
   constructor(
     private readonly config: AuthConfig,
@@ -32,10 +34,13 @@ export class Authenticator {
   }
 
   private isApiKey(candidate: string): boolean {
+    // Keys that already matched skip the hashing: the hot path sees the same server key on every request.
+    if (this.matchedKeys.has(candidate)) return true;
     const d = digest(candidate);
     // Compare digests in constant time, and all of them, so timing tells nothing about which key matched.
     let match = false;
     for (const k of this.keyDigests) match = timingSafeEqual(k, d) || match;
+    if (match) this.matchedKeys.add(candidate);
     return match;
   }
 

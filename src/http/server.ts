@@ -199,10 +199,17 @@ export class HttpServer {
   }
 
   private errorMetricsPlugin(): ApolloServerPlugin<GraphQLContext> {
-    const metrics = this.o.metrics;
+    const { metrics, log } = this.o;
     return {
       async requestDidStart() {
         return {
+          async didEncounterErrors({ errors, contextValue }) {
+            for (const error of errors) {
+              const original = error.originalError ?? error;
+              const expected = original instanceof AppError || original instanceof ArgumentValidationError || (error.extensions?.code && error.extensions.code !== 'INTERNAL_SERVER_ERROR');
+              if (!expected) log.error({ err: original, requestId: contextValue.requestId, path: error.path }, 'unexpected error in resolver');
+            }
+          },
           async willSendResponse({ response, operationName }) {
             const errors = response.body.kind === 'single' ? (response.body.singleResult.errors ?? []) : [];
             metrics.graphqlOperation(operationName ?? 'anonymous', errors.length > 0 ? 'error' : 'ok');
@@ -226,7 +233,7 @@ export class HttpServer {
     }
     const code = formatted.extensions?.code;
     if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') return formatted;
-    this.o.log.error({ err: original }, 'unexpected error in resolver');
+    // Logged with the request id by errorMetricsPlugin; the caller sees nothing of the internals.
     return { message: 'internal error', path: formatted.path, locations: formatted.locations, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   }
 }
