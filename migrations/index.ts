@@ -2,8 +2,8 @@
 // Listed explicitly (not discovered on disk) so the same list runs from TypeScript in tests and from dist/.
 import type { Constructor } from '@mikro-orm/core';
 import type { Migration } from '@mikro-orm/migrations';
-import { Migration20261122044658_Initial } from './Migration20261122044658_Initial.js';
+import { Migration20261122051612_Initial } from './Migration20261122051612_Initial.js';
 
 export const migrationsList: { name: string; class: Constructor<Migration> }[] = [
-  { name: 'Migration20261122044658_Initial', class: Migration20261122044658_Initial },
+  { name: 'Migration20261122051612_Initial', class: Migration20261122051612_Initial },
 ];

@@ -49,6 +49,8 @@ export class Authenticator {
     const options = {
       issuer: this.config.jwtIssuer ?? undefined,
       audience: this.config.jwtAudience ?? undefined,
+      // Tokens must expire: a leaked one is then good for a bounded time only.
+      requiredClaims: ['exp', 'sub'],
     };
     try {
       const { payload } = this.secret

@@ -118,6 +118,10 @@ export function parseConfig(src: Source): AppConfig {
   if (auth.jwtSecret !== null && auth.jwksUrl !== null) {
     throw new ConfigError('JWT_SECRET', 'set either JWT_SECRET or JWT_JWKS_URL, not both');
   }
+  // A key set is often shared (an identity provider signs tokens for many apps): without both checks, a token
+  // minted for another app would pass.
+  if (auth.jwksUrl !== null && auth.jwtIssuer === null) throw new ConfigError('JWT_ISSUER', 'is required with JWT_JWKS_URL');
+  if (auth.jwksUrl !== null && auth.jwtAudience === null) throw new ConfigError('JWT_AUDIENCE', 'is required with JWT_JWKS_URL');
   const devMode = auth.apiKeys.length === 0 && auth.jwtSecret === null && auth.jwksUrl === null;
   const host = optionalString(src, 'HOST') ?? (devMode ? '127.0.0.1' : '0.0.0.0');
   if (host !== 'localhost' && isIP(host) === 0) throw new ConfigError('HOST', `"${host}" is not an IP address or localhost`);

@@ -123,8 +123,8 @@ class EventLog {
   }
 
   /** Records an event about snapshot `s`'s transaction; a second event with the same key is the same fact. */
-  add(type: EventType, s: NormalizedPurchase, occurredAt: Date, data: Record<string, unknown> = {}): void {
-    const key = `${this.store}:${this.scope}:${type}:${s.transactionId}:${occurredAt.toISOString()}`;
+  add(type: EventType, s: NormalizedPurchase, occurredAt: Date, data: Record<string, unknown> = {}, keyType: string = type): void {
+    const key = `${this.store}:${this.scope}:${keyType}:${s.transactionId}:${occurredAt.toISOString()}`;
     if (this.events.has(key)) return;
     this.events.set(key, {
       key,
@@ -197,8 +197,19 @@ interface PeriodStart {
  * A period starting after the previous one's access ended is a reactivation, unless the store was still
  * retrying billing or the subscription was paused: then the gap is a hold or a pause, not a lapse.
  */
+/** Stores stop retrying a failed renewal after at most 60 days (Apple's billing retry; Google grace + hold). */
+const RETRY_WINDOW_MS = 60 * DAY_MS;
+/** Google pauses last at most three months. */
+const PAUSE_WINDOW_MS = 92 * DAY_MS;
+
 function startsAfterLapse(previous: Period, start: Date): boolean {
   const s = previous.latest;
+  if (s.revokedAt === null && s.expiresAt !== null && (s.billingRetry || s.onHold || s.paused)) {
+    // A renewal while the store was still retrying (or paused) continues the subscription; one after the store
+    // must have given up is a return.
+    const windowEnd = s.paused ? (s.autoResumeAt ? ms(s.autoResumeAt) + DAY_MS : ms(s.expiresAt) + PAUSE_WINDOW_MS) : ms(s.expiresAt) + RETRY_WINDOW_MS;
+    return ms(start) > windowEnd;
+  }
   if (s.revokedAt === null && (s.billingRetry || s.onHold || s.paused)) return false;
   const end = accessEnd(previous);
   return end !== null && ms(start) > ms(end);
@@ -217,14 +228,22 @@ function classifyPeriods(ordered: readonly Period[]): PeriodStart[] {
 function recordPeriodStarts(log: EventLog, starts: readonly PeriodStart[]): void {
   for (const { period, previous, type } of starts) {
     const s = period.latest;
-    log.add(type, s, s.purchasedAt, {
-      expiresAt: iso(s.expiresAt),
-      offerType: s.offerType,
-      price: s.price && { amountMicros: s.price.amountMicros, currency: s.price.currency },
-      ownership: s.ownership,
-      previousTransactionId: previous?.latest.transactionId ?? null,
-      ...(type === 'REACTIVATION' && previous ? { previousAccessEnd: iso(accessEnd(previous)) } : {}),
-    });
+    // One key per period start whatever its type: a late statement that turns a REACTIVATION into a RENEWAL
+    // must not record the period's start twice (the first classification recorded stays).
+    log.add(
+      type,
+      s,
+      s.purchasedAt,
+      {
+        expiresAt: iso(s.expiresAt),
+        offerType: s.offerType,
+        price: s.price && { amountMicros: s.price.amountMicros, currency: s.price.currency },
+        ownership: s.ownership,
+        previousTransactionId: previous?.latest.transactionId ?? null,
+        ...(type === 'REACTIVATION' && previous ? { previousAccessEnd: iso(accessEnd(previous)) } : {}),
+      },
+      'PERIOD_START',
+    );
     if (previous && previous.latest.productId !== s.productId) {
       log.add('PRODUCT_CHANGE', s, s.purchasedAt, { previousProductId: previous.latest.productId });
     }

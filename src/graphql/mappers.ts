@@ -10,6 +10,9 @@ export function toEntitlements(sources: readonly EntitlementSource[], now: Date)
 
 export function toSubscription(s: SubscriptionView, entitlements: readonly string[], now: Date): Subscription {
   const end = s.state === 'GRACE' ? (s.gracePeriodExpiresAt ?? s.expiresAt) : s.expiresAt;
-  const isActive = ENTITLING_STATES.has(s.state) && end !== null && end.getTime() > now.getTime();
-  return Object.assign(new Subscription(), { ...s, isActive, entitlements: [...entitlements] });
+  const entitling = ENTITLING_STATES.has(s.state);
+  const isActive = entitling && (end === null || end.getTime() > now.getTime());
+  // Same view as the entitlements: an entitling state whose end has passed shows EXPIRED until re-validated.
+  const state = entitling && !isActive ? 'EXPIRED' : s.state;
+  return Object.assign(new Subscription(), { ...s, state, isActive, willRenew: state === 'EXPIRED' || state === 'REVOKED' ? false : s.willRenew, entitlements: [...entitlements] });
 }

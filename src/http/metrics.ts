@@ -7,6 +7,7 @@ export class Metrics {
   private readonly duration: Histogram<'route'>;
   private readonly operations: Counter<'operation' | 'outcome'>;
   private readonly errors: Counter<'code'>;
+  private readonly operationNames = new Set<string>();
 
   constructor(defaultMetrics = true) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'iap_' });
@@ -47,8 +48,16 @@ export class Metrics {
   }
 
   graphqlOperation(operation: string, outcome: 'ok' | 'error'): void {
-    // Operation names come from clients: cap their length so labels stay bounded in size.
-    this.operations.inc({ operation: operation.slice(0, 64), outcome });
+    this.operations.inc({ operation: this.operationLabel(operation), outcome });
+  }
+
+  /** Operation names come from clients: the first 100 distinct names get their own series, later ones "other". */
+  private operationLabel(operation: string): string {
+    const name = operation.slice(0, 64);
+    if (this.operationNames.has(name)) return name;
+    if (this.operationNames.size >= 100) return 'other';
+    this.operationNames.add(name);
+    return name;
   }
 
   graphqlError(code: string): void {

@@ -26,7 +26,9 @@ export interface HttpServerOptions {
   ready: () => Promise<{ ok: boolean; detail: Record<string, unknown> }>;
 }
 
+/** Legacy App Store receipts can be several megabytes; queries never need to be. */
 const MAX_BODY_BYTES = 6 * 1024 * 1024;
+const MAX_QUERY_CHARS = 100_000;
 
 export class HttpServer {
   readonly server: Server;
@@ -129,12 +131,14 @@ export class HttpServer {
         return sendJson(res, 400, { errors: [{ message: 'request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
       }
     }
+    const query = method === 'POST' ? (body as { query?: unknown } | undefined)?.query : new URL(req.url ?? '/', 'http://x').searchParams.get('query');
+    if (typeof query === 'string' && query.length > MAX_QUERY_CHARS) {
+      return sendJson(res, 413, { errors: [{ message: `query text longer than ${MAX_QUERY_CHARS} characters`, extensions: { code: 'QUERY_TOO_LARGE' } }] });
+    }
     const headers = new HeaderMap();
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
     }
-    // Apollo requires a JSON content type on POST; a missing one is a common client slip, not an attack.
-    if (method === 'POST' && !headers.get('content-type')) headers.set('content-type', 'application/json');
     const url = req.url ?? '/graphql';
     const services = this.o.services;
     const result = await this.apollo.executeHTTPGraphQLRequest({
@@ -153,7 +157,10 @@ export class HttpServer {
 
   private async readiness(res: ServerResponse): Promise<void> {
     if (this.draining) return sendJson(res, 503, { status: 'draining' });
-    const { ok, detail } = await this.o.ready().catch((err: Error) => ({ ok: false, detail: { error: err.message } }));
+    const { ok, detail } = await this.o.ready().catch((err: Error) => {
+      this.o.log.warn({ err }, 'readiness check failed');
+      return { ok: false, detail: { error: 'database unreachable' } };
+    });
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', ...detail });
   }
 
@@ -173,7 +180,13 @@ export class HttpServer {
       if (depth > maxDepth) {
         return `query depth ${depth} exceeds the limit of ${maxDepth}`;
       }
-      const cost = queryComplexity(schema, document, operationName, variables);
+      let cost: number;
+      try {
+        cost = queryComplexity(schema, document, operationName, variables);
+      } catch (err) {
+        // The estimator refuses documents beyond its own node limit: that is the same verdict.
+        return `query too complex to estimate: ${(err as Error).message}`;
+      }
       if (cost > maxComplexity) {
         return `query complexity ${cost} exceeds the limit of ${maxComplexity}`;
       }

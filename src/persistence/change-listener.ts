@@ -23,7 +23,8 @@ export class ChangeListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
+    // Keepalive: a silently dead connection is noticed by TCP instead of leaving caches stale.
+    const client = new pg.Client({ connectionString: this.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     client.on('notification', (msg) => {
       if (msg.channel === this.channel && msg.payload) this.onChange(msg.payload);
     });
@@ -45,7 +46,12 @@ export class ChangeListener {
   private reconnect(err: Error | null): void {
     if (this.stopped || this.retryTimer) return;
     this.onGap();
+    const old = this.client;
     this.client = null;
+    if (old) {
+      old.removeAllListeners('end');
+      void old.end().catch(() => undefined);
+    }
     this.log.warn({ err: err?.message }, 'cache invalidation listener lost its connection; reconnecting');
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;

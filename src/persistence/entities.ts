@@ -63,7 +63,8 @@ export const Purchase = defineEntity({
     environment: p.enum(ENVIRONMENTS).length(16),
     storeTransactionId: p.string().length(255),
     productId: p.string().length(200),
-    kind: p.enum(PRODUCT_KINDS).length(16),
+    /** Null when the catalog did not list the product when the purchase was recorded. */
+    kind: p.enum(PRODUCT_KINDS).length(16).nullable(),
     lineageId: p.string().length(512),
     purchaseToken: p.text().nullable(),
     purchasedAt: ts(),

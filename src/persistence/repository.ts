@@ -17,22 +17,34 @@ import { decodeSnapshot, encodeSnapshot, fingerprint, toDate } from './snapshot-
 
 type Row = Record<string, unknown>;
 
-/** Creates the customer if new and locks its row until the transaction ends: writes per customer serialize. */
+/**
+ * Creates the customer if new and locks its row until the transaction ends, so writes per customer serialize.
+ * FOR NO KEY UPDATE, not FOR UPDATE: inserts elsewhere that reference the customer (ledger, events, grants)
+ * only need a key-share lock and must not wait behind it.
+ */
 export async function lockCustomer(em: Em, appUserId: string): Promise<string> {
-  const row = await em.execute<Row>(
+  await em.execute(
     `insert into customer (id, app_user_id, entitlement_sources, revision, created_at, updated_at)
      values (?, ?, '[]', 0, now(), now())
-     on conflict (app_user_id) do update set app_user_id = excluded.app_user_id
-     returning id`,
+     on conflict (app_user_id) do nothing`,
     [randomUUID(), appUserId],
-    'get',
   );
+  const row = await em.execute<Row>('select id from customer where app_user_id = ? for no key update', [appUserId], 'get');
   return row.id as string;
 }
 
-export async function findCustomerId(em: Em, appUserId: string): Promise<string | null> {
-  const row = (await em.execute<Row>('select id from customer where app_user_id = ?', [appUserId], 'get')) as Row | undefined;
+/** Locks an existing customer like lockCustomer; null when there is none. */
+export async function lockExistingCustomer(em: Em, appUserId: string): Promise<string | null> {
+  const row = (await em.execute<Row>('select id from customer where app_user_id = ? for no key update', [appUserId], 'get')) as Row | undefined;
   return (row?.id as string | undefined) ?? null;
+}
+
+/**
+ * Serializes every writer of one purchase lineage (all transactions of a subscription, or one one-time
+ * purchase) until the transaction ends. Callers take these after the customer lock, in sorted order.
+ */
+export async function lockLineage(em: Em, store: Store, lineageId: string): Promise<void> {
+  await em.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`${store}:${lineageId}`]);
 }
 
 export interface StoredPurchaseOwner {
@@ -42,7 +54,7 @@ export interface StoredPurchaseOwner {
 }
 
 /** Stores the transaction once ever, or locks the existing row. Facts are refreshed later by `refreshPurchase`. */
-export async function insertOrLockPurchase(em: Em, p: NormalizedPurchase, kind: ProductKind, customerId: string | null): Promise<StoredPurchaseOwner> {
+export async function insertOrLockPurchase(em: Em, p: NormalizedPurchase, kind: ProductKind | null, customerId: string | null): Promise<StoredPurchaseOwner> {
   const inserted = await em.execute<Row[]>(
     `insert into purchase (id, customer_id, store, environment, store_transaction_id, product_id, kind, lineage_id,
        purchase_token, purchased_at, expires_at, revoked_at, revocation_reason, ownership, quantity, order_token,
@@ -82,14 +94,35 @@ export async function insertOrLockPurchase(em: Em, p: NormalizedPurchase, kind: 
   return { id: row.id as string, customerId: (row.customer_id as string | null) ?? null, inserted: false };
 }
 
-/** Refreshes the latest facts of a stored transaction (revocation, expiry) and claims it if unowned. */
-export async function refreshPurchase(em: Em, purchaseId: string, p: NormalizedPurchase, customerId: string | null): Promise<void> {
-  await em.execute(
-    `update purchase set customer_id = coalesce(customer_id, ?), expires_at = ?, revoked_at = ?, revocation_reason = ?,
-       product_id = ?, raw = ?, updated_at = now()
-     where id = ?`,
-    [customerId, p.expiresAt, p.revokedAt, p.revocationReason, p.productId, JSON.stringify(p.raw ?? null), purchaseId],
+/**
+ * Brings a stored transaction's facts up to the newest statement the store made about it (by observedAt, not
+ * by arrival: an old proof submitted again must not undo a later refund), and claims it if unowned.
+ */
+export async function refreshPurchaseFromHistory(em: Em, purchaseId: string, store: Store, lineageId: string, transactionId: string, customerId: string): Promise<void> {
+  const row = await em.execute<Row>(
+    `select snapshot from purchase_observation where store = ? and lineage_id = ? and store_transaction_id = ?
+     order by observed_at desc, id desc limit 1`,
+    [store, lineageId, transactionId],
+    'get',
   );
+  const latest = decodeSnapshot(row.snapshot as Row);
+  await em.execute(
+    `update purchase set customer_id = coalesce(customer_id, ?), product_id = ?, expires_at = ?, revoked_at = ?,
+       revocation_reason = ?, raw = ?, updated_at = now()
+     where id = ?`,
+    [customerId, latest.productId, latest.expiresAt, latest.revokedAt, latest.revocationReason, JSON.stringify(latest.raw ?? null), purchaseId],
+  );
+}
+
+/** Writes what the engine derived for a one-time purchase (its expiry and revocation over the whole history). */
+export async function setOneTimeFacts(em: Em, store: Store, transactionId: string, expiresAt: Date | null, revokedAt: Date | null, revocationReason: string | null): Promise<void> {
+  await em.execute('update purchase set expires_at = ?, revoked_at = ?, revocation_reason = ? where store = ? and store_transaction_id = ?', [
+    expiresAt,
+    revokedAt,
+    revocationReason,
+    store,
+    transactionId,
+  ]);
 }
 
 /** Appends a store statement; the same facts twice are stored once. Returns whether it was new. */
@@ -220,7 +253,11 @@ export async function syncGrants(
       endsAt: toDate(row.ends_at),
       reason: row.reason as string,
     });
-    if (wanted.has(id) && row.customer_id === customerId) wanted.delete(id);
+    if (row.customer_id !== customerId) {
+      // The lineage lock makes this impossible; if it ever happens, stop rather than move someone's access.
+      throw new Error(`grants of ${sourceKey} belong to another customer`);
+    }
+    if (wanted.has(id)) wanted.delete(id);
     else stale.push(row.id);
   }
   if (stale.length > 0) {

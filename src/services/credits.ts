@@ -3,6 +3,7 @@
 import { AppError } from '../domain/errors.js';
 import type { Orm } from '../persistence/orm.js';
 import * as repo from '../persistence/repository.js';
+import { retryOnConflict } from '../persistence/retry.js';
 
 export interface SpendResult {
   currency: string;
@@ -18,8 +19,9 @@ export class CreditService {
   async spend(appUserId: string, currency: string, amount: number, idempotencyKey: string, now: Date): Promise<SpendResult> {
     if (!Number.isInteger(amount) || amount < 1) throw new AppError('BAD_USER_INPUT', 'amount must be a positive whole number');
     if (idempotencyKey.length < 1 || idempotencyKey.length > 200) throw new AppError('BAD_USER_INPUT', 'idempotencyKey must be 1 to 200 characters');
-    return this.orm.em.fork().transactional(async (em) => {
-      const customerId = await repo.findCustomerId(em, appUserId);
+    return retryOnConflict(() => this.orm.em.fork().transactional(async (em) => {
+      // Customer first, then balance: the same lock order as recording purchases.
+      const customerId = await repo.lockExistingCustomer(em, appUserId);
       if (!customerId) throw new AppError('INSUFFICIENT_CREDITS', `balance of ${currency} is 0`, { currency, balance: 0 });
       const key = `spend:${customerId}:${idempotencyKey}`;
       const balance = await repo.lockBalance(em, customerId, currency);
@@ -34,7 +36,7 @@ export class CreditService {
         { key, type: 'CREDIT_SPEND', occurredAt: now, productId: '', transactionId: '', data: { currency, amount, balance: after, idempotencyKey } },
       ]);
       return { currency, amount, balance: after, replayed: false };
-    });
+    }));
   }
 
   private async replayOf(em: Parameters<typeof repo.findLedgerEntry>[0], key: string, currency: string, amount: number): Promise<SpendResult | null> {

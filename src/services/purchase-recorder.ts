@@ -4,10 +4,10 @@
 // transaction, and every insert is guarded by a unique key.
 import type { Catalog } from '../domain/catalog.js';
 import { deriveOneTimePurchase, deriveSubscription } from '../domain/engine.js';
-import { AppError } from '../domain/errors.js';
 import type { NormalizedPurchase, Store } from '../domain/types.js';
 import type { Em, Orm } from '../persistence/orm.js';
 import * as repo from '../persistence/repository.js';
+import { retryOnConflict } from '../persistence/retry.js';
 
 export interface RecordOutcome {
   customerId: string;
@@ -17,10 +17,16 @@ export interface RecordOutcome {
   knownTransactionIds: string[];
   /** Transactions that belong to another customer: left with their owner, nothing granted here. */
   foreignTransactionIds: string[];
+  /** Store-confirmed transactions of products the catalog does not list: stored, nothing granted. */
+  unknownProductTransactionIds: string[];
 }
 
 /** Channel on which PostgreSQL tells every instance whose entitlements changed (payload: appUserId). */
 export const ENTITLEMENTS_CHANGED_CHANNEL = 'iap_entitlements_changed';
+
+const byLineageThenTransaction = (a: NormalizedPurchase, b: NormalizedPurchase): number =>
+  compare(a.store, b.store) || compare(a.lineageId, b.lineageId) || compare(a.transactionId, b.transactionId);
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export class PurchaseRecorder {
   constructor(
@@ -29,44 +35,55 @@ export class PurchaseRecorder {
     private readonly onCustomerChanged: (appUserId: string) => void,
   ) {}
 
+  /**
+   * Records verified purchases for a customer. Locks are always taken in one order (customer row, then each
+   * lineage in sorted order, then balances), so concurrent calls for the same purchases wait rather than
+   * deadlock; a conflict PostgreSQL still aborts is retried as a whole.
+   */
   async record(appUserId: string, purchases: readonly NormalizedPurchase[], now: Date): Promise<RecordOutcome> {
-    for (const p of purchases) {
-      if (!this.catalog.find(p.store, p.productId)) {
-        throw new AppError('PRODUCT_NOT_IN_CATALOG', `product ${p.productId} (${p.store}) is not in the catalog`, {
-          store: p.store,
-          productId: p.productId,
-        });
-      }
-    }
-    const outcome = await this.orm.em.fork().transactional((em) => this.recordInTransaction(em, appUserId, purchases, now));
+    const ordered = [...purchases].sort(byLineageThenTransaction);
+    const outcome = await retryOnConflict(() => this.orm.em.fork().transactional((em) => this.recordInTransaction(em, appUserId, ordered, now)));
     this.onCustomerChanged(appUserId);
     return outcome;
   }
 
   private async recordInTransaction(em: Em, appUserId: string, purchases: readonly NormalizedPurchase[], now: Date): Promise<RecordOutcome> {
     const customerId = await repo.lockCustomer(em, appUserId);
-    const outcome: RecordOutcome = { customerId, newTransactionIds: [], knownTransactionIds: [], foreignTransactionIds: [] };
+    const outcome: RecordOutcome = {
+      customerId,
+      newTransactionIds: [],
+      knownTransactionIds: [],
+      foreignTransactionIds: [],
+      unknownProductTransactionIds: [],
+    };
+    const lineages = new Map<string, { store: Store; lineageId: string }>();
+    for (const p of purchases) lineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
+    for (const { store, lineageId } of lineages.values()) await repo.lockLineage(em, store, lineageId);
+
     const subscriptionLineages = new Map<string, { store: Store; lineageId: string }>();
     const oneTimeTransactions: NormalizedPurchase[] = [];
-
     for (const p of purchases) {
-      const product = this.catalog.find(p.store, p.productId)!;
-      if (product.kind === 'AUTO_RENEWABLE') {
-        // A renewal's new transaction id still belongs to whoever owns the subscription.
-        const sub = await repo.lockSubscription(em, p.store, p.lineageId);
-        if (sub?.customerId && sub.customerId !== customerId) {
-          outcome.foreignTransactionIds.push(p.transactionId);
-          continue;
-        }
+      const product = this.catalog.find(p.store, p.productId);
+      // A renewal's new transaction id still belongs to whoever owns the subscription.
+      const sub = await repo.lockSubscription(em, p.store, p.lineageId);
+      if (sub?.customerId && sub.customerId !== customerId) {
+        outcome.foreignTransactionIds.push(p.transactionId);
+        continue;
       }
-      const stored = await repo.insertOrLockPurchase(em, p, product.kind, customerId);
+      const stored = await repo.insertOrLockPurchase(em, p, product?.kind ?? null, customerId);
       if (stored.customerId !== null && stored.customerId !== customerId) {
         outcome.foreignTransactionIds.push(p.transactionId);
         continue;
       }
-      if (!stored.inserted) await repo.refreshPurchase(em, stored.id, p, customerId);
-      (stored.inserted ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
       await repo.appendObservation(em, p);
+      if (!stored.inserted) await repo.refreshPurchaseFromHistory(em, stored.id, p.store, p.lineageId, p.transactionId, customerId);
+      if (!product) {
+        // Kept, because the store says it was paid; it grants once the catalog lists the product and the
+        // purchase is seen again.
+        outcome.unknownProductTransactionIds.push(p.transactionId);
+        continue;
+      }
+      (stored.inserted ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
       if (product.kind === 'AUTO_RENEWABLE') subscriptionLineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
       else oneTimeTransactions.push(p);
     }
@@ -83,7 +100,6 @@ export class PurchaseRecorder {
     }
     return outcome;
   }
-
   private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date): Promise<void> {
     const history = await repo.loadObservations(em, store, lineageId);
     const d = deriveSubscription(history, (s, id) => this.catalog.find(s, id), now);
@@ -114,9 +130,7 @@ export class PurchaseRecorder {
     const product = this.catalog.find(p.store, p.productId)!;
     const history = await repo.loadObservations(em, p.store, p.lineageId, p.transactionId);
     const d = deriveOneTimePurchase(history, product, now);
-    if (d.expiresAt) {
-      await em.execute('update purchase set expires_at = ? where store = ? and store_transaction_id = ?', [d.expiresAt, p.store, p.transactionId]);
-    }
+    await repo.setOneTimeFacts(em, p.store, p.transactionId, d.expiresAt, d.revokedAt, d.revocationReason);
     await repo.syncGrants(em, customerId, `tx:${p.store}:${p.transactionId}`, d.store, d.environment, d.grants);
     await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId: p.lineageId }, d.events);
     for (const change of d.credits) {

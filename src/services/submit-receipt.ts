@@ -41,6 +41,14 @@ export class SubmitReceiptService {
     if (recorded.knownTransactionIds.length > 0) {
       return { status: 'ALREADY_VERIFIED', reason: 'ALREADY_VERIFIED', message: 'this purchase was already recorded for this customer', transactionIds };
     }
+    if (recorded.unknownProductTransactionIds.length > 0 && recorded.foreignTransactionIds.length === 0) {
+      return {
+        status: 'REJECTED',
+        reason: 'PRODUCT_NOT_IN_CATALOG',
+        message: 'the store confirmed the purchase, but its product is not in the catalog: it is kept and grants nothing until the catalog lists it',
+        transactionIds,
+      };
+    }
     return {
       status: 'REJECTED',
       reason: 'RECEIPT_IN_USE',

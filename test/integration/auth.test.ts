@@ -34,7 +34,8 @@ describe.each(DATABASE_KINDS)('auth on %s', (kind) => {
     ['garbage as a bearer token', () => bearer('not-a-token'), 'invalid token'],
     ['a token signed with another secret', async () => bearer(await hsToken('alice', { secret: 'another-secret-another-secret-another' })), 'signature verification failed'],
     ['an expired token', async () => bearer(await hsToken('alice', { expiresIn: '-1m' })), '"exp" claim'],
-    ['a token without sub', async () => bearer(await hsToken('alice', { sub: false })), 'no sub'],
+    ['a token without sub', async () => bearer(await hsToken('alice', { sub: false })), 'missing required "sub" claim'],
+    ['a token that never expires', async () => bearer(await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').sign(new TextEncoder().encode(TEST_JWT_SECRET))), 'missing required "exp" claim'],
   ])('answers UNAUTHENTICATED (401) to %s', async (_name, headers, message) => {
     const res = await t.gql(QUERY, { id: 'alice' }, await headers());
     expect(res.status).toBe(401);

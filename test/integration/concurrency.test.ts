@@ -62,3 +62,66 @@ describe.each(DATABASE_KINDS)('concurrency on %s', (kind) => {
     expect(grants.n).toBe(1);
   });
 });
+
+describe.each(DATABASE_KINDS)('racing writers on %s', (kind) => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp(kind);
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const count = async (sql: string, params: unknown[] = []) => {
+    const [row] = await t.app.orm.em.getConnection().execute(sql, params);
+    return row.n as number;
+  };
+
+  it('records consumable purchases while the same customer spends, without deadlock or lost credit', async () => {
+    await t.app.services.recorder.record('gamer', [purchase({ store: 'PLAY_STORE', productId: 'coins_100', transactionId: `gamer-seed-${kind}`, quantity: 1 })], new Date());
+    const work: Promise<unknown>[] = [];
+    for (let i = 0; i < 15; i++) {
+      work.push(t.app.services.recorder.record('gamer', [purchase({ store: 'PLAY_STORE', productId: 'coins_100', transactionId: `gamer-${kind}-${i}`, quantity: 1 })], new Date()));
+      work.push(t.app.services.credits.spend('gamer', 'coins', 5, `gamer-spend-${i}`, new Date()));
+    }
+    const settled = await Promise.allSettled(work);
+    expect(settled.filter((r) => r.status === 'rejected')).toEqual([]);
+    const balances = await t.app.services.queries.balances((await t.app.services.reader.read('gamer'))!.customerId);
+    expect(balances).toEqual([{ currency: 'coins', balance: 16 * 100 - 15 * 5 }]);
+  });
+
+  it('gives a new subscription to exactly one of two customers racing with different transactions of it', async () => {
+    for (let round = 0; round < 5; round++) {
+      const lineageId = `contested-lineage-${kind}-${round}`;
+      const start = new Date(Date.now() - 40 * 86_400_000);
+      const t1 = monthly(start, { lineageId, transactionId: `${lineageId}-t1` });
+      const t2 = monthly(new Date(start.getTime() + 30 * 86_400_000), { lineageId, transactionId: `${lineageId}-t2` });
+      const [a, b] = await Promise.all([
+        t.app.services.recorder.record(`alice-${round}`, [t1], new Date()),
+        t.app.services.recorder.record(`bob-${round}`, [t2], new Date()),
+      ]);
+      const owners = [a, b].filter((o) => o.newTransactionIds.length === 1);
+      expect(owners).toHaveLength(1);
+      expect([a, b].filter((o) => o.foreignTransactionIds.length === 1)).toHaveLength(1);
+      const owner = owners[0]!.customerId;
+      expect(await count('select count(*)::int as n from subscription where lineage_id = ? and customer_id = ?', [lineageId, owner])).toBe(1);
+      expect(await count('select count(distinct customer_id)::int as n from entitlement_grant where source_key = ? and superseded_at is null', [`sub:APP_STORE:${lineageId}`])).toBe(1);
+      expect(await count('select count(*)::int as n from entitlement_grant where source_key = ? and superseded_at is null and customer_id <> ?', [`sub:APP_STORE:${lineageId}`, owner])).toBe(0);
+    }
+  });
+
+  it('lets two customers submit one receipt in opposite orders without deadlock', async () => {
+    for (let round = 0; round < 5; round++) {
+      const p1 = purchase({ productId: 'com.example.app.no_ads', transactionId: `receipt-${kind}-${round}-a` });
+      const p2 = purchase({ productId: 'com.example.app.season_pass', transactionId: `receipt-${kind}-${round}-b` });
+      const [x, y] = await Promise.all([
+        t.app.services.recorder.record(`x-${round}`, [p1, p2], new Date()),
+        t.app.services.recorder.record(`y-${round}`, [p2, p1], new Date()),
+      ]);
+      // One of them owns both transactions, the other none.
+      expect([x.newTransactionIds.length, y.newTransactionIds.length].sort()).toEqual([0, 2]);
+      expect([x.foreignTransactionIds.length, y.foreignTransactionIds.length].sort()).toEqual([0, 2]);
+    }
+  });
+});

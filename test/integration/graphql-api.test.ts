@@ -137,6 +137,33 @@ describe.each(DATABASE_KINDS)('GraphQL API on %s', (kind) => {
     expect(res.data!.customer.creditBalances).toEqual([{ currency: 'coins', balance: 100 }]);
   });
 
+  it('does not undo a refund when the original proof is submitted again', async () => {
+    const bought = purchase({ productId: 'com.example.app.no_ads', transactionId: 'refunded-then-replayed', purchasedAt: new Date(NOW.getTime() - 10 * DAY) });
+    await t.app.services.recorder.record('frank', [bought], now);
+    const refund = { ...bought, revokedAt: new Date(NOW.getTime() - DAY), revocationReason: 'REFUND', observedAt: new Date(NOW.getTime() - DAY) };
+    await t.app.services.recorder.record('frank', [refund], now);
+    // The app re-submits the signed transaction it still holds: an older statement, verified again.
+    const replay = await t.app.services.recorder.record('frank', [{ ...bought, observedAt: new Date(NOW.getTime() - 10 * DAY) }], now);
+    expect(replay.knownTransactionIds).toEqual(['refunded-then-replayed']);
+    const res = await t.server(CUSTOMER_QUERY, { id: 'frank' });
+    expect(res.data!.customer.entitlements).toMatchObject([{ identifier: 'no_ads', isActive: false, state: 'REVOKED' }]);
+    expect(res.data!.customer.nonSubscriptionPurchases).toMatchObject([{ storeTransactionId: 'refunded-then-replayed', revokedAt: refund.revokedAt.toISOString() }]);
+    const [events] = await t.app.orm.em.getConnection().execute(`select count(*)::int as n from event where store_transaction_id = 'refunded-then-replayed' and type = 'REFUND'`);
+    expect(events.n).toBe(1);
+  });
+
+  it('keeps a store-confirmed purchase of a product missing from the catalog, and still records the rest', async () => {
+    const unknown = purchase({ productId: 'com.example.app.retired_sku', transactionId: 'retired-1' });
+    const known = purchase({ productId: 'com.example.app.no_ads', transactionId: 'alongside-retired' });
+    const outcome = await t.app.services.recorder.record('grace', [unknown, known], now);
+    expect(outcome.unknownProductTransactionIds).toEqual(['retired-1']);
+    expect(outcome.newTransactionIds).toEqual(['alongside-retired']);
+    const [row] = await t.app.orm.em.getConnection().execute(`select kind, customer_id is not null as owned from purchase where store_transaction_id = 'retired-1'`);
+    expect(row).toEqual({ kind: null, owned: true });
+    const res = await t.server(`{ entitlements(appUserId: "grace") { identifier } }`);
+    expect(res.data!.entitlements).toEqual([{ identifier: 'no_ads' }]);
+  });
+
   it('leaves a transaction with its first owner', async () => {
     const p = purchase({ productId: 'com.example.app.no_ads', transactionId: 'owned-by-carol' });
     await t.app.services.recorder.record('carol', [p], now);
@@ -206,6 +233,20 @@ describe.each(DATABASE_KINDS)('GraphQL API on %s', (kind) => {
     const res = await t.server(`{ ${aliases} }`);
     expect(res.errors![0]!.extensions!.code).toBe('QUERY_TOO_COMPLEX');
     expect(res.errors![0]!.message).toMatch(/complexity \d+ exceeds the limit of 1000/);
+  });
+
+  it('rejects an overlong query text before parsing it', async () => {
+    const res = await t.server(`{ products { productId } } # ${'x'.repeat(100_001)}`);
+    expect(res.status).toBe(413);
+    expect(res.errors![0]!.extensions!.code).toBe('QUERY_TOO_LARGE');
+  });
+
+  it('answers QUERY_TOO_COMPLEX, not an internal error, when a query is too large to estimate', async () => {
+    // Short text, but a fragment spread many times: more nodes than the estimator is willing to walk.
+    const fragment = `fragment F on Product { ${Array.from({ length: 60 }, (_, i) => `f${i}: productId`).join(' ')} }`;
+    const spreads = Array.from({ length: 250 }, (_, i) => `p${i}: products { ...F }`).join(' ');
+    const res = await t.server(`${fragment} { ${spreads} }`);
+    expect(res.errors![0]!.extensions!.code).toBe('QUERY_TOO_COMPLEX');
   });
 
   it('serves health, readiness and Prometheus metrics', async () => {

@@ -27,6 +27,8 @@ describe('config', () => {
     [{ JWT_SECRET: 'short' }, 'JWT_SECRET', 'at least 32 characters'],
     [{ JWT_SECRET: KEY, JWT_JWKS_URL: 'https://id.example.com/jwks' }, 'JWT_SECRET', 'not both'],
     [{ JWT_JWKS_URL: 'ftp://x' }, 'JWT_JWKS_URL', 'not an http(s) URL'],
+    [{ JWT_JWKS_URL: 'https://id.example.com/jwks', JWT_AUDIENCE: 'app' }, 'JWT_ISSUER', 'required with JWT_JWKS_URL'],
+    [{ JWT_JWKS_URL: 'https://id.example.com/jwks', JWT_ISSUER: 'https://id.example.com' }, 'JWT_AUDIENCE', 'required with JWT_JWKS_URL'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', 'not one of'],
     [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX', 'out of range'],
   ])('rejects %j naming %s', (input, key, problem) => {

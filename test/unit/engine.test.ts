@@ -282,12 +282,38 @@ describe('deriveSubscription events: occurredAt and data', () => {
     expect(eventOf(history, type).occurredAt).toEqual(expected);
   });
 
-  it('keys are `${store}:${lineageId}:${type}:${transactionId}:${occurredAt ISO}`', () => {
-    const keys = derive([period(1), period(2)]).events.map((e) => e.key);
+  it('keys are `${store}:${lineageId}:${type}:${transactionId}:${occurredAt ISO}`, period starts sharing one type', () => {
+    const keys = derive([period(1), period(2), period(2, { autoRenew: false, observedAt: at(40) })]).events.map((e) => e.key);
     expect(keys).toEqual([
-      'APP_STORE:L1:INITIAL_PURCHASE:t1:2025-01-01T00:00:00.000Z',
-      'APP_STORE:L1:RENEWAL:t2:2025-01-31T00:00:00.000Z',
+      'APP_STORE:L1:PERIOD_START:t1:2025-01-01T00:00:00.000Z',
+      'APP_STORE:L1:PERIOD_START:t2:2025-01-31T00:00:00.000Z',
+      'APP_STORE:L1:CANCELLATION:t2:2025-02-10T00:00:00.000Z',
     ]);
+  });
+
+  it('a late statement that reclassifies a period start keeps one key for it', () => {
+    // Without the late statement, t2 starts after a lapse (REACTIVATION); the late billing-retry statement for t1
+    // makes it a RENEWAL after recovery. Either way the period start has the same key: it is recorded once.
+    const t2 = period(2, { purchasedAt: at(45), expiresAt: at(75), observedAt: at(45) });
+    const before = derive([period(1), t2]).events.filter((e) => e.transactionId === 't2' && (e.type === 'REACTIVATION' || e.type === 'RENEWAL'));
+    const late = period(1, { billingRetry: true, observedAt: at(31) });
+    const after = derive([period(1), t2, late]).events.filter((e) => e.transactionId === 't2' && (e.type === 'REACTIVATION' || e.type === 'RENEWAL'));
+    expect(before.map((e) => e.type)).toEqual(['REACTIVATION']);
+    expect(after.map((e) => e.type)).toEqual(['RENEWAL']);
+    expect(after.map((e) => e.key)).toEqual(before.map((e) => e.key));
+  });
+
+  it.each([
+    ['billing retry, renewed within 60 days: renewal', { billingRetry: true }, 80, 'RENEWAL'],
+    ['billing retry, renewed after 60 days: the store gave up, so a return', { billingRetry: true }, 95, 'REACTIVATION'],
+    ['on hold, renewed after 60 days', { onHold: true }, 120, 'REACTIVATION'],
+    ['paused until day 60, resumed then', { paused: true, autoResumeAt: at(60) }, 60, 'RENEWAL'],
+    ['paused until day 60, back on day 100', { paused: true, autoResumeAt: at(60) }, 100, 'REACTIVATION'],
+  ])('%s', (_name, previousFacts, startDay, type) => {
+    const stalled = period(1, { ...previousFacts, observedAt: at(31) });
+    const next = period(2, { purchasedAt: at(startDay), expiresAt: at(startDay + 30), observedAt: at(startDay) });
+    const starts = derive([period(1), stalled, next]).events.filter((e) => e.transactionId === 't2' && (e.type === 'RENEWAL' || e.type === 'REACTIVATION'));
+    expect(starts.map((e) => e.type)).toEqual([type]);
   });
 
   it('events carry the transaction and product they are about', () => {

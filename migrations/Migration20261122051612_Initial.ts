@@ -1,8 +1,8 @@
 import { Migration } from '@mikro-orm/migrations';
 
-export class Migration20261122044658_Initial extends Migration {
+export class Migration20261122051612_Initial extends Migration {
 
-  override name = 'Migration20261122044658_Initial';
+  override name = 'Migration20261122051612_Initial';
 
   override up(): void | Promise<void> {
     this.addSql(`create table "customer" ("id" uuid not null, "app_user_id" varchar(255) not null, "entitlement_sources" jsonb not null default '[]', "revision" int not null default 0, "created_at" timestamptz not null, "updated_at" timestamptz not null, primary key ("id"));`);
@@ -26,7 +26,7 @@ export class Migration20261122044658_Initial extends Migration {
 
     this.addSql(`create table "product" ("store" text not null, "product_id" varchar(200) not null, "kind" text not null, "entitlements" jsonb not null, "duration_days" int null, "credits" jsonb not null, "display_name" varchar(200) null, "updated_at" timestamptz not null, primary key ("store", "product_id"));`);
 
-    this.addSql(`create table "purchase" ("id" uuid not null, "customer_id" uuid null, "store" text not null, "environment" text not null, "store_transaction_id" varchar(255) not null, "product_id" varchar(200) not null, "kind" text not null, "lineage_id" varchar(512) not null, "purchase_token" text null, "purchased_at" timestamptz not null, "expires_at" timestamptz null, "revoked_at" timestamptz null, "revocation_reason" varchar(64) null, "ownership" text not null, "quantity" int not null default 1, "order_token" varchar(255) null, "price_micros" bigint null, "currency" varchar(3) null, "offer_type" varchar(32) null, "raw" jsonb not null, "created_at" timestamptz not null, "updated_at" timestamptz not null, primary key ("id"));`);
+    this.addSql(`create table "purchase" ("id" uuid not null, "customer_id" uuid null, "store" text not null, "environment" text not null, "store_transaction_id" varchar(255) not null, "product_id" varchar(200) not null, "kind" text null, "lineage_id" varchar(512) not null, "purchase_token" text null, "purchased_at" timestamptz not null, "expires_at" timestamptz null, "revoked_at" timestamptz null, "revocation_reason" varchar(64) null, "ownership" text not null, "quantity" int not null default 1, "order_token" varchar(255) null, "price_micros" bigint null, "currency" varchar(3) null, "offer_type" varchar(32) null, "raw" jsonb not null, "created_at" timestamptz not null, "updated_at" timestamptz not null, primary key ("id"));`);
     this.addSql(`create index "purchase_customer_idx" on "purchase" ("customer_id");`);
     this.addSql(`create index "purchase_lineage_idx" on "purchase" ("store", "lineage_id");`);
     this.addSql(`alter table "purchase" add constraint "purchase_store_transaction_unique" unique ("store", "store_transaction_id");`);
