@@ -10,6 +10,7 @@ import { ArgumentValidationError } from 'type-graphql';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
 import { AppError } from '../domain/errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
+import { jitGateway } from '../graphql/jit-executor.js';
 import { queryComplexity, queryDepth } from '../graphql/limits.js';
 import type { Services } from '../services/container.js';
 import type { Metrics } from './metrics.js';
@@ -39,12 +40,18 @@ export class HttpServer {
 
   constructor(private readonly o: HttpServerOptions) {
     this.apollo = new ApolloServer<GraphQLContext>({
-      schema: o.schema,
+      gateway: jitGateway(o.schema),
       // Cache hints and inline traces wrap every field resolver; entitlement answers are per user and must not be
       // cached by HTTP intermediaries anyway.
       plugins: [ApolloServerPluginCacheControlDisabled(), ApolloServerPluginInlineTraceDisabled(), this.limitsPlugin(), this.errorMetricsPlugin()],
       formatError: (formatted, error) => this.formatError(formatted, error),
       includeStacktraceInErrorResponses: false,
+      logger: {
+        debug: (msg) => o.log.debug({ component: 'apollo' }, String(msg)),
+        info: (msg) => o.log.info({ component: 'apollo' }, String(msg)),
+        warn: (msg) => o.log.warn({ component: 'apollo' }, String(msg)),
+        error: (msg) => o.log.error({ component: 'apollo' }, String(msg)),
+      },
       introspection: true,
       // Shutdown is ours (main.ts): drain HTTP first, then stop Apollo, then close the database.
       stopOnTerminationSignals: false,
@@ -218,7 +225,7 @@ export class HttpServer {
         return {
           async didEncounterErrors({ errors, contextValue }) {
             for (const error of errors) {
-              const original = error.originalError ?? error;
+              const original = rootCause(error);
               const expected = original instanceof AppError || original instanceof ArgumentValidationError || (error.extensions?.code && error.extensions.code !== 'INTERNAL_SERVER_ERROR');
               if (!expected) log.error({ err: original, requestId: contextValue.requestId, path: error.path }, 'unexpected error in resolver');
             }
@@ -235,7 +242,7 @@ export class HttpServer {
 
   /** Maps every error to a stable `extensions.code`; unexpected errors are logged and hidden from the caller. */
   private formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
-    const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
+    const original = rootCause(error);
     if (original instanceof AppError) {
       return { ...formatted, message: original.message, extensions: { code: original.code, ...original.details } };
     }
@@ -249,6 +256,17 @@ export class HttpServer {
     // Logged with the request id by errorMetricsPlugin; the caller sees nothing of the internals.
     return { message: 'internal error', path: formatted.path, locations: formatted.locations, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   }
+}
+
+/** The error a resolver threw, under the GraphQL error wrappers (Apollo's, graphql-jit's) around it. */
+function rootCause(error: unknown): unknown {
+  let current = error;
+  for (let depth = 0; depth < 5; depth++) {
+    const inner = (current as { originalError?: unknown } | null)?.originalError;
+    if (!inner) break;
+    current = inner;
+  }
+  return current;
 }
 
 function flattenValidation(errors: { property: string; constraints?: Record<string, string>; children?: unknown[] }[], prefix = ''): string[] {
