@@ -2,6 +2,7 @@
 // the integration tests, which start the real thing on a random port.
 import pino, { type Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.js';
+import { PubSubPushVerifier } from './auth/pubsub-push.js';
 import { loadCatalogFile } from './config/catalog-file.js';
 import type { AppConfig } from './config/config.js';
 import type { Catalog } from './domain/catalog.js';
@@ -14,13 +15,12 @@ import { ReadPool } from './persistence/read-pool.js';
 import { databaseKind, migrate, openDatabase, pendingMigrations, type Orm } from './persistence/orm.js';
 import { ENTITLEMENTS_CHANGED_CHANNEL } from './services/purchase-recorder.js';
 import { createServices, type Clock, type Services } from './services/container.js';
-import type { StoreAdapters } from './stores/adapter.js';
+import { jobsFor, Scheduler } from './scheduler/scheduler.js';
 
 export interface AppOptions {
   config: AppConfig;
   /** Defaults to the catalog file named in the config. */
   catalog?: Catalog;
-  adapters?: StoreAdapters;
   clock?: Clock;
   log?: Logger;
 }
@@ -52,14 +52,14 @@ export async function createApp(options: AppOptions): Promise<App> {
     throw err;
   }
   const readPool = config.databaseUrl ? new ReadPool(config.databaseUrl, config.dbPoolMax) : null;
-  const services = createServices(
+  const services = createServices({
     orm,
     catalog,
-    options.adapters ?? {},
-    options.clock ?? (() => new Date()),
-    config.entitlementCacheTtlMs,
-    readPool?.customerLookup,
-  );
+    config,
+    clock: options.clock ?? (() => new Date()),
+    log,
+    customerLookup: readPool?.customerLookup,
+  });
   const listener = config.databaseUrl
     ? new ChangeListener(
         config.databaseUrl,
@@ -70,6 +70,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       )
     : null;
   await listener?.start();
+  const scheduler = config.schedulerEnabled ? new Scheduler(jobsFor(services), log) : null;
   const metrics = new Metrics();
   const http = new HttpServer({
     schema: await buildAppSchema(),
@@ -79,6 +80,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     log,
     maxDepth: config.graphqlMaxDepth,
     maxComplexity: config.graphqlMaxComplexity,
+    pubsubVerifier: config.google?.pubsub ? new PubSubPushVerifier(config.google.pubsub) : null,
     ready: async () => {
       await orm.em.getConnection().execute('select 1');
       const pending = await pendingMigrations(orm);
@@ -95,13 +97,20 @@ export async function createApp(options: AppOptions): Promise<App> {
     log,
     async listen() {
       const { port, host } = await http.listen(config.port, config.host);
+      if (scheduler) {
+        scheduler.start();
+        // Acknowledgements or retries a previous run left behind are picked up now, not a minute later.
+        void scheduler.runAllOnce();
+      }
       const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
       return `http://${shownHost}:${port}/graphql`;
     },
     async close() {
       if (closed) return;
       closed = true;
+      await scheduler?.stop();
       await http.close(config.shutdownTimeoutMs);
+      await services.storeTasks.idle();
       await listener?.stop();
       await readPool?.close();
       await orm.close(true);

@@ -1,6 +1,7 @@
 // Typed configuration from environment variables and an optional config file (JSON or YAML).
 // Environment variables win over the file. Every problem is reported as one line naming the key.
 import { readFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 
@@ -11,6 +12,26 @@ export interface AuthConfig {
   jwksUrl: string | null;
   jwtIssuer: string | null;
   jwtAudience: string | null;
+}
+
+export interface GoogleServiceAccount {
+  client_email: string;
+  private_key: string;
+  [key: string]: unknown;
+}
+
+export interface GoogleConfig {
+  serviceAccount: GoogleServiceAccount;
+  /** Where the service account came from, for messages that name the setting to fix. */
+  serviceAccountSource: 'GOOGLE_SERVICE_ACCOUNT_KEY_FILE' | 'GOOGLE_SERVICE_ACCOUNT_JSON';
+  packageNames: readonly string[];
+  /** Play Console license public keys (base64 DER) by package name, for the optional client-proof check. */
+  licenseKeys: Readonly<Record<string, string>>;
+  apiRootUrl: string;
+  tokenUrl: string;
+  requestTimeoutMs: number;
+  /** Pub/Sub push authentication; null accepts unauthenticated pushes (they only trigger a re-read from Google). */
+  pubsub: { audience: string; jwksUrl: string; issuers: readonly string[]; serviceAccountEmail: string | null } | null;
 }
 
 export interface AppConfig {
@@ -27,6 +48,10 @@ export interface AppConfig {
   /** How long an entitlement read may be served from this instance's cache before it is re-read. */
   entitlementCacheTtlMs: number;
   auth: AuthConfig;
+  /** Google Play; null when not configured (proofs for it answer STORE_NOT_CONFIGURED). */
+  google: GoogleConfig | null;
+  /** Whether this instance runs the background jobs (retries, acknowledgements). */
+  schedulerEnabled: boolean;
   /** True when no credentials are configured: bound to loopback, every caller is treated as the server. */
   devMode: boolean;
 }
@@ -59,6 +84,17 @@ export const CONFIG_KEYS = [
   'JWT_JWKS_URL',
   'JWT_ISSUER',
   'JWT_AUDIENCE',
+  'SCHEDULER_ENABLED',
+  'GOOGLE_SERVICE_ACCOUNT_KEY_FILE',
+  'GOOGLE_SERVICE_ACCOUNT_JSON',
+  'GOOGLE_PACKAGE_NAMES',
+  'GOOGLE_LICENSE_KEYS',
+  'GOOGLE_API_ROOT_URL',
+  'GOOGLE_TOKEN_URL',
+  'GOOGLE_REQUEST_TIMEOUT_MS',
+  'GOOGLE_PUBSUB_AUDIENCE',
+  'GOOGLE_PUBSUB_JWKS_URL',
+  'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL',
 ] as const;
 type Key = (typeof CONFIG_KEYS)[number];
 type Source = Partial<Record<string, unknown>>;
@@ -148,8 +184,88 @@ export function parseConfig(src: Source): AppConfig {
     shutdownTimeoutMs: int(src, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     entitlementCacheTtlMs: int(src, 'ENTITLEMENT_CACHE_TTL_MS', 5_000, 0, 3_600_000),
     auth,
+    google: parseGoogle(src),
+    schedulerEnabled: bool(src, 'SCHEDULER_ENABLED', true),
     devMode,
   };
+}
+
+const PACKAGE_NAME = /^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$/;
+
+function parseGoogle(src: Source): GoogleConfig | null {
+  const keyFile = optionalString(src, 'GOOGLE_SERVICE_ACCOUNT_KEY_FILE');
+  const keyJson = optionalString(src, 'GOOGLE_SERVICE_ACCOUNT_JSON');
+  const packageNames = list(src, 'GOOGLE_PACKAGE_NAMES');
+  if (keyFile === null && keyJson === null) {
+    if (packageNames.length > 0) {
+      throw new ConfigError('GOOGLE_SERVICE_ACCOUNT_KEY_FILE', 'GOOGLE_PACKAGE_NAMES is set but no service account: set this or GOOGLE_SERVICE_ACCOUNT_JSON');
+    }
+    return null;
+  }
+  if (keyFile !== null && keyJson !== null) throw new ConfigError('GOOGLE_SERVICE_ACCOUNT_JSON', 'set either this or GOOGLE_SERVICE_ACCOUNT_KEY_FILE, not both');
+  const source = keyFile !== null ? 'GOOGLE_SERVICE_ACCOUNT_KEY_FILE' : 'GOOGLE_SERVICE_ACCOUNT_JSON';
+  let text = keyJson ?? '';
+  if (keyFile !== null) {
+    try {
+      text = readFileSync(keyFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(source, `cannot read ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  let account: GoogleServiceAccount;
+  try {
+    account = JSON.parse(text) as GoogleServiceAccount;
+  } catch {
+    throw new ConfigError(source, 'is not a service account JSON key (not valid JSON)');
+  }
+  if (typeof account?.client_email !== 'string' || typeof account.private_key !== 'string' || !account.private_key.includes('PRIVATE KEY')) {
+    throw new ConfigError(source, 'is not a service account JSON key (client_email and private_key are required)');
+  }
+  if (packageNames.length === 0) throw new ConfigError('GOOGLE_PACKAGE_NAMES', 'list the app package names (comma-separated) the service account may query');
+  for (const name of packageNames) {
+    if (!PACKAGE_NAME.test(name)) throw new ConfigError('GOOGLE_PACKAGE_NAMES', `"${name}" is not a package name`);
+  }
+  const licenseKeys: Record<string, string> = {};
+  for (const entry of list(src, 'GOOGLE_LICENSE_KEYS')) {
+    const sep = entry.indexOf(':');
+    const pkg = sep > 0 ? entry.slice(0, sep) : packageNames.length === 1 ? packageNames[0]! : '';
+    const key = sep > 0 ? entry.slice(sep + 1) : entry;
+    if (!packageNames.includes(pkg)) throw new ConfigError('GOOGLE_LICENSE_KEYS', `entries are "<package name>:<base64 key>" for a package in GOOGLE_PACKAGE_NAMES (got "${pkg || entry.slice(0, 20)}")`);
+    try {
+      createPublicKey({ key: Buffer.from(key, 'base64'), format: 'der', type: 'spki' });
+    } catch {
+      throw new ConfigError('GOOGLE_LICENSE_KEYS', `the key for ${pkg} is not a base64 RSA public key as the Play Console shows it`);
+    }
+    licenseKeys[pkg] = key;
+  }
+  const audience = optionalString(src, 'GOOGLE_PUBSUB_AUDIENCE');
+  return {
+    serviceAccount: account,
+    serviceAccountSource: source,
+    packageNames,
+    licenseKeys,
+    apiRootUrl: withSlash(optionalUrl(src, 'GOOGLE_API_ROOT_URL') ?? 'https://androidpublisher.googleapis.com/'),
+    tokenUrl: optionalUrl(src, 'GOOGLE_TOKEN_URL') ?? 'https://oauth2.googleapis.com/token',
+    requestTimeoutMs: int(src, 'GOOGLE_REQUEST_TIMEOUT_MS', 10_000, 100, 120_000),
+    pubsub: audience
+      ? {
+          audience,
+          jwksUrl: optionalUrl(src, 'GOOGLE_PUBSUB_JWKS_URL') ?? 'https://www.googleapis.com/oauth2/v3/certs',
+          issuers: ['https://accounts.google.com', 'accounts.google.com'],
+          serviceAccountEmail: optionalString(src, 'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL'),
+        }
+      : null,
+  };
+}
+
+const withSlash = (url: string) => (url.endsWith('/') ? url : `${url}/`);
+
+function bool(src: Source, key: Key, fallback: boolean): boolean {
+  const v = raw(src, key);
+  if (v === undefined || v === null || v === '') return fallback;
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === false || v === 'false' || v === '0') return false;
+  throw new ConfigError(key, `"${String(v)}" is not true or false`);
 }
 
 export function isLoopback(host: string): boolean {
@@ -161,6 +277,10 @@ export function redactConfig(config: AppConfig): Record<string, unknown> {
   return {
     ...config,
     databaseUrl: config.databaseUrl?.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@') ?? null,
+    google: config.google && {
+      ...config.google,
+      serviceAccount: { client_email: config.google.serviceAccount.client_email, private_key: '***' },
+    },
     auth: {
       apiKeys: `${config.auth.apiKeys.length} key(s)`,
       jwtSecret: config.auth.jwtSecret ? '***' : null,

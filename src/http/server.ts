@@ -8,6 +8,7 @@ import { GraphQLError, type DocumentNode, type GraphQLFormattedError, type Graph
 import type { Logger } from 'pino';
 import { ArgumentValidationError } from 'type-graphql';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
+import type { PubSubPushVerifier } from '../auth/pubsub-push.js';
 import { AppError } from '../domain/errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { jitGateway } from '../graphql/jit-executor.js';
@@ -23,12 +24,15 @@ export interface HttpServerOptions {
   log: Logger;
   maxDepth: number;
   maxComplexity: number;
+  /** Verifies Google's Pub/Sub push tokens; null accepts unauthenticated pushes. */
+  pubsubVerifier: PubSubPushVerifier | null;
   /** Readiness beyond "the process runs": database reachable and migrations applied. */
   ready: () => Promise<{ ok: boolean; detail: Record<string, unknown> }>;
 }
 
 /** Legacy App Store receipts can be several megabytes; queries never need to be. */
 const MAX_BODY_BYTES = 6 * 1024 * 1024;
+const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics', '/notifications/google'];
 const MAX_QUERY_CHARS = 100_000;
 
 export class HttpServer {
@@ -88,7 +92,7 @@ export class HttpServer {
     const requestId = headerValue(req.headers['x-request-id'])?.slice(0, 128) || randomUUID();
     res.setHeader('x-request-id', requestId);
     const path = (req.url ?? '/').split('?')[0]!;
-    const route = ['/graphql', '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+    const route = ROUTES.includes(path) ? path : 'other';
     this.inFlight++;
     try {
       if (this.draining) res.setHeader('connection', 'close');
@@ -96,7 +100,8 @@ export class HttpServer {
       else if (path === '/healthz') sendJson(res, 200, { status: 'ok' });
       else if (path === '/readyz') await this.readiness(res);
       else if (path === '/metrics') await this.metricsEndpoint(res);
-      else sendJson(res, 404, { error: 'not found', paths: ['/graphql', '/healthz', '/readyz', '/metrics'] });
+      else if (path === '/notifications/google') await this.googleNotification(req, res, requestId);
+      else sendJson(res, 404, { error: 'not found', paths: ROUTES });
     } catch (err) {
       this.o.log.error({ err, requestId }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
@@ -160,6 +165,40 @@ export class HttpServer {
       for await (const chunk of result.body.asyncIterator) res.write(chunk);
       res.end();
     }
+  }
+
+  /** Pub/Sub push endpoint for Google Play real-time developer notifications. */
+  private async googleNotification(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const handler = this.o.services.googleNotifications;
+    if (!handler) return sendJson(res, 404, { error: 'Google Play is not configured on this server' });
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return sendJson(res, 405, { error: 'use POST' });
+    }
+    if (this.o.pubsubVerifier) {
+      const problem = await this.o.pubsubVerifier.problem(headerValue(req.headers.authorization));
+      if (problem) {
+        this.o.log.warn({ requestId, problem }, 'Google notification push refused');
+        return sendJson(res, 401, { error: problem });
+      }
+    }
+    const text = await readBody(req);
+    if (text === null) return sendJson(res, 413, { error: 'body too large' });
+    let envelope: unknown;
+    try {
+      envelope = JSON.parse(text);
+    } catch {
+      this.o.log.warn({ requestId, body: text.slice(0, 500) }, 'Google notification push with a body that is not JSON');
+      return sendJson(res, 400, { error: 'body is not JSON' });
+    }
+    // A database failure propagates: the 500 makes Pub/Sub deliver the notification again.
+    const result = await handler.intake(envelope);
+    if (result.status === 400) {
+      this.o.log.warn({ requestId, error: result.error, body: text.slice(0, 500) }, 'malformed Google notification push');
+      return sendJson(res, 400, { error: result.error });
+    }
+    this.o.log.info({ requestId, duplicate: result.duplicate, outcome: result.outcome }, 'Google notification');
+    sendJson(res, 200, { ok: true, duplicate: result.duplicate, outcome: result.outcome });
   }
 
   private async readiness(res: ServerResponse): Promise<void> {

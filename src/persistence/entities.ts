@@ -245,6 +245,95 @@ export const Event = defineEntity({
   },
 });
 
+export const PROOF_STATUSES = ['PENDING', 'VERIFIED', 'REJECTED'] as const;
+
+/**
+ * A purchase proof the store could not judge yet (store down, credentials refused, payment pending): kept
+ * with its customer and retried until the store gives a definitive answer. Never dropped.
+ */
+export const PendingProof = defineEntity({
+  name: 'PendingProof',
+  tableName: 'pending_proof',
+  uniques: [{ name: 'pending_proof_key_unique', properties: ['store', 'proofKey'] }],
+  indexes: [{ name: 'pending_proof_due_idx', properties: ['status', 'nextAttemptAt'] }],
+  properties: {
+    id: p.uuid().primary(),
+    store: p.enum(STORES).length(16),
+    /** What identifies the proof: Google purchase token, Apple transaction id or receipt digest. */
+    proofKey: p.string().length(600),
+    appUserId: p.string().length(255),
+    proof: p.json<Record<string, unknown>>(),
+    orderId: p.string().length(64).nullable(),
+    status: p.enum(PROOF_STATUSES).length(16),
+    reason: p.string().length(64),
+    attempts: p.integer().default(0),
+    nextAttemptAt: ts(),
+    lastError: p.text().nullable(),
+    createdAt: createdAt(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
+export const STORE_TASK_KINDS = ['ACKNOWLEDGE_PRODUCT', 'ACKNOWLEDGE_SUBSCRIPTION', 'CONSUME_PRODUCT'] as const;
+export const STORE_TASK_STATUSES = ['PENDING', 'DONE'] as const;
+
+/** Calls the store must receive after a grant (acknowledge, consume), queued in the grant's transaction. */
+export const StoreTask = defineEntity({
+  name: 'StoreTask',
+  tableName: 'store_task',
+  uniques: [{ name: 'store_task_kind_token_unique', properties: ['kind', 'token'] }],
+  indexes: [{ name: 'store_task_due_idx', properties: ['status', 'nextAttemptAt'] }],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    store: p.enum(STORES).length(16),
+    kind: p.enum(STORE_TASK_KINDS).length(32),
+    packageName: p.string().length(255),
+    productId: p.string().length(200),
+    token: p.text(),
+    status: p.enum(STORE_TASK_STATUSES).length(16),
+    attempts: p.integer().default(0),
+    nextAttemptAt: ts(),
+    lastError: p.text().nullable(),
+    createdAt: createdAt(),
+    doneAt: ts().nullable(),
+  },
+});
+
+export const NOTIFICATION_STATUSES = ['RECEIVED', 'PROCESSED', 'IGNORED'] as const;
+
+/** Every store server notification as received, deduplicated by the store's message id. */
+export const StoreNotification = defineEntity({
+  name: 'StoreNotification',
+  tableName: 'store_notification',
+  uniques: [{ name: 'store_notification_message_unique', properties: ['store', 'messageId'] }],
+  indexes: [{ name: 'store_notification_due_idx', properties: ['status', 'nextAttemptAt'] }],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    store: p.enum(STORES).length(16),
+    messageId: p.string().length(255),
+    /** The notification type as the store names it, e.g. SUBSCRIPTION_RENEWED. */
+    type: p.string().length(64),
+    payload: p.json<Record<string, unknown>>(),
+    status: p.enum(NOTIFICATION_STATUSES).length(16),
+    attempts: p.integer().default(0),
+    nextAttemptAt: ts(),
+    lastError: p.text().nullable(),
+    receivedAt: createdAt(),
+    processedAt: ts().nullable(),
+  },
+});
+
+/** Small named positions, e.g. how far the Voided Purchases API has been read for a package. */
+export const StoreCursor = defineEntity({
+  name: 'StoreCursor',
+  tableName: 'store_cursor',
+  properties: {
+    key: p.string().length(255).primary(),
+    value: p.text(),
+    updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
+  },
+});
+
 export const ENTITIES = [
   Customer,
   Product,
@@ -256,4 +345,8 @@ export const ENTITIES = [
   CreditBalance,
   PurchaseOrder,
   Event,
+  PendingProof,
+  StoreTask,
+  StoreNotification,
+  StoreCursor,
 ];

@@ -47,6 +47,50 @@ export async function lockLineage(em: Em, store: Store, lineageId: string): Prom
   await em.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`${store}:${lineageId}`]);
 }
 
+/** The lineage a Google purchase token belongs to, if any of its transactions is stored. */
+export async function lineageOfToken(em: Em, store: Store, token: string): Promise<string | null> {
+  const row = (await em.execute<Row>('select lineage_id from purchase where store = ? and purchase_token = ? limit 1', [store, token], 'get')) as Row | undefined;
+  return (row?.lineage_id as string | undefined) ?? null;
+}
+
+/**
+ * When a subscription period started, for stores that do not say: as stored if the transaction is known;
+ * otherwise the end of the latest earlier period of the lineage when that falls between the lower bound and
+ * this period's end; otherwise the lower bound.
+ */
+export async function periodStartOf(em: Em, store: Store, lineageId: string, transactionId: string, lowerBound: Date, expiresAt: Date): Promise<Date> {
+  const known = (await em.execute<Row>('select purchased_at from purchase where store = ? and store_transaction_id = ?', [store, transactionId], 'get')) as Row | undefined;
+  if (known) return toDate(known.purchased_at)!;
+  const previous = (await em.execute<Row>(
+    'select max(expires_at) as end from purchase where store = ? and lineage_id = ? and expires_at < ?',
+    [store, lineageId, expiresAt],
+    'get',
+  )) as Row | undefined;
+  const end = toDate(previous?.end);
+  return end && end.getTime() > lowerBound.getTime() ? end : lowerBound;
+}
+
+export interface StoreTaskRow {
+  id: number;
+  kind: 'ACKNOWLEDGE_PRODUCT' | 'ACKNOWLEDGE_SUBSCRIPTION' | 'CONSUME_PRODUCT';
+  packageName: string;
+  productId: string;
+  token: string;
+  attempts: number;
+}
+
+/** Queues an acknowledge/consume call once per (kind, token); returns the id when newly queued. */
+export async function queueStoreTask(em: Em, store: Store, task: { kind: string; packageName: string; productId: string; token: string }): Promise<number[]> {
+  const rows = await em.execute<Row[]>(
+    `insert into store_task (store, kind, package_name, product_id, token, status, attempts, next_attempt_at, created_at)
+     values (?, ?, ?, ?, ?, 'PENDING', 0, now(), now())
+     on conflict (kind, token) do nothing
+     returning id`,
+    [store, task.kind, task.packageName, task.productId, task.token],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
 export interface StoredPurchaseOwner {
   id: string;
   customerId: string | null;
@@ -98,7 +142,7 @@ export async function insertOrLockPurchase(em: Em, p: NormalizedPurchase, kind: 
  * Brings a stored transaction's facts up to the newest statement the store made about it (by observedAt, not
  * by arrival: an old proof submitted again must not undo a later refund), and claims it if unowned.
  */
-export async function refreshPurchaseFromHistory(em: Em, purchaseId: string, store: Store, lineageId: string, transactionId: string, customerId: string): Promise<void> {
+export async function refreshPurchaseFromHistory(em: Em, purchaseId: string, store: Store, lineageId: string, transactionId: string, customerId: string | null): Promise<void> {
   const row = await em.execute<Row>(
     `select snapshot from purchase_observation where store = ? and lineage_id = ? and store_transaction_id = ?
      order by observed_at desc, id desc limit 1`,

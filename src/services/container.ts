@@ -1,11 +1,17 @@
 // Wires the services one instance of the service runs with.
+import type { Logger } from 'pino';
+import type { AppConfig } from '../config/config.js';
 import type { Catalog } from '../domain/catalog.js';
 import type { Orm } from '../persistence/orm.js';
 import type { StoreAdapters } from '../stores/adapter.js';
+import { GooglePlayAdapter } from '../stores/google/adapter.js';
 import { CreditService } from './credits.js';
 import { CustomerQueries } from './customer-queries.js';
 import { EntitlementReader, ormCustomerLookup, type CustomerLookup } from './entitlement-reader.js';
+import { GoogleNotifications } from './google-notifications.js';
+import { PendingProofs } from './pending-proofs.js';
 import { PurchaseRecorder } from './purchase-recorder.js';
+import { StoreTaskRunner } from './store-tasks.js';
 import { SubmitReceiptService } from './submit-receipt.js';
 
 export type Clock = () => Date;
@@ -19,18 +25,29 @@ export interface Services {
   recorder: PurchaseRecorder;
   credits: CreditService;
   receipts: SubmitReceiptService;
+  pendingProofs: PendingProofs;
+  storeTasks: StoreTaskRunner;
+  /** Null unless Google Play is configured. */
+  googleNotifications: GoogleNotifications | null;
 }
 
-export function createServices(
-  orm: Orm,
-  catalog: Catalog,
-  adapters: StoreAdapters,
-  clock: Clock,
-  cacheTtlMs: number,
-  customerLookup: CustomerLookup = ormCustomerLookup(orm),
-): Services {
-  const reader = new EntitlementReader(customerLookup, cacheTtlMs);
+export interface ServiceOptions {
+  orm: Orm;
+  catalog: Catalog;
+  config: Pick<AppConfig, 'google' | 'entitlementCacheTtlMs'>;
+  clock: Clock;
+  log: Logger;
+  customerLookup?: CustomerLookup;
+}
+
+export function createServices(o: ServiceOptions): Services {
+  const { orm, catalog, clock, log } = o;
+  const reader = new EntitlementReader(o.customerLookup ?? ormCustomerLookup(orm), o.config.entitlementCacheTtlMs);
   const recorder = new PurchaseRecorder(orm, catalog, (appUserId) => reader.invalidate(appUserId));
+  const google = o.config.google ? new GooglePlayAdapter(o.config.google, catalog, log.child({ store: 'PLAY_STORE' }), clock) : null;
+  const adapters: StoreAdapters = google ? { PLAY_STORE: google } : {};
+  const pendingProofs = new PendingProofs(orm);
+  const storeTasks = new StoreTaskRunner(orm, google, clock, log);
   return {
     orm,
     catalog,
@@ -39,6 +56,9 @@ export function createServices(
     queries: new CustomerQueries(orm),
     recorder,
     credits: new CreditService(orm),
-    receipts: new SubmitReceiptService(adapters, recorder),
+    receipts: new SubmitReceiptService(adapters, recorder, pendingProofs, storeTasks, log),
+    pendingProofs,
+    storeTasks,
+    googleNotifications: google ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log) : null,
   };
 }

@@ -8,6 +8,7 @@ import type { NormalizedPurchase, Store } from '../domain/types.js';
 import type { Em, Orm } from '../persistence/orm.js';
 import * as repo from '../persistence/repository.js';
 import { retryOnConflict } from '../persistence/retry.js';
+import type { StoreTaskSpec } from '../stores/adapter.js';
 
 export interface RecordOutcome {
   customerId: string;
@@ -19,6 +20,8 @@ export interface RecordOutcome {
   foreignTransactionIds: string[];
   /** Store-confirmed transactions of products the catalog does not list: stored, nothing granted. */
   unknownProductTransactionIds: string[];
+  /** Store calls (acknowledge, consume) queued by this call, to run right after commit. */
+  queuedTaskIds: number[];
 }
 
 /** Channel on which PostgreSQL tells every instance whose entitlements changed (payload: appUserId). */
@@ -40,14 +43,65 @@ export class PurchaseRecorder {
    * lineage in sorted order, then balances), so concurrent calls for the same purchases wait rather than
    * deadlock; a conflict PostgreSQL still aborts is retried as a whole.
    */
-  async record(appUserId: string, purchases: readonly NormalizedPurchase[], now: Date): Promise<RecordOutcome> {
-    const ordered = [...purchases].sort(byLineageThenTransaction);
-    const outcome = await retryOnConflict(() => this.orm.em.fork().transactional((em) => this.recordInTransaction(em, appUserId, ordered, now)));
+  async record(appUserId: string, purchases: readonly NormalizedPurchase[], now: Date, followUps: readonly StoreTaskSpec[] = []): Promise<RecordOutcome> {
+    const outcome = await retryOnConflict(() =>
+      this.orm.em.fork().transactional(async (em) => {
+        const ordered = (await this.placeInLineages(em, purchases)).sort(byLineageThenTransaction);
+        return this.recordInTransaction(em, appUserId, ordered, now, followUps);
+      }),
+    );
     this.onCustomerChanged(appUserId);
     return outcome;
   }
 
-  private async recordInTransaction(em: Em, appUserId: string, purchases: readonly NormalizedPurchase[], now: Date): Promise<RecordOutcome> {
+  /**
+   * Stores purchases nobody has claimed yet (seen through a store notification before any customer submitted
+   * them): the purchase and the store's statement are kept, nothing is granted or acknowledged. The first
+   * customer who submits the purchase claims it.
+   */
+  async keepUnowned(purchases: readonly NormalizedPurchase[]): Promise<void> {
+    await retryOnConflict(() =>
+      this.orm.em.fork().transactional(async (em) => {
+        const ordered = (await this.placeInLineages(em, purchases)).sort(byLineageThenTransaction);
+        for (const p of ordered) await repo.lockLineage(em, p.store, p.lineageId);
+        for (const p of ordered) {
+          const stored = await repo.insertOrLockPurchase(em, p, this.catalog.find(p.store, p.productId)?.kind ?? null, null);
+          await repo.appendObservation(em, p);
+          if (!stored.inserted && stored.customerId === null) await repo.refreshPurchaseFromHistory(em, stored.id, p.store, p.lineageId, p.transactionId, null);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Google subscriptions: a purchase token that replaces another (upgrade, downgrade, resubscribe) continues the
+   * old token's lineage, so the old period ends where the new one starts; and since Google states no period
+   * start, a renewal's period starts where the previous known period ended (fixed once first seen).
+   */
+  private async placeInLineages(em: Em, purchases: readonly NormalizedPurchase[]): Promise<NormalizedPurchase[]> {
+    const placed: NormalizedPurchase[] = [];
+    for (const original of purchases) {
+      let p = original;
+      if (p.store === 'PLAY_STORE' && p.previousLineageToken) {
+        const lineageId = await repo.lineageOfToken(em, p.store, p.previousLineageToken);
+        if (lineageId && lineageId !== p.lineageId) p = { ...p, lineageId };
+      }
+      if (p.store === 'PLAY_STORE' && p.expiresAt && this.catalog.find(p.store, p.productId)?.kind === 'AUTO_RENEWABLE') {
+        const start = await repo.periodStartOf(em, p.store, p.lineageId, p.transactionId, p.purchasedAt, p.expiresAt);
+        if (start.getTime() !== p.purchasedAt.getTime()) p = { ...p, purchasedAt: start };
+      }
+      placed.push(p);
+    }
+    return placed;
+  }
+
+  private async recordInTransaction(
+    em: Em,
+    appUserId: string,
+    purchases: readonly NormalizedPurchase[],
+    now: Date,
+    followUps: readonly StoreTaskSpec[],
+  ): Promise<RecordOutcome> {
     const customerId = await repo.lockCustomer(em, appUserId);
     const outcome: RecordOutcome = {
       customerId,
@@ -55,6 +109,7 @@ export class PurchaseRecorder {
       knownTransactionIds: [],
       foreignTransactionIds: [],
       unknownProductTransactionIds: [],
+      queuedTaskIds: [],
     };
     const lineages = new Map<string, { store: Store; lineageId: string }>();
     for (const p of purchases) lineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
@@ -90,6 +145,13 @@ export class PurchaseRecorder {
 
     for (const { store, lineageId } of subscriptionLineages.values()) {
       await this.applySubscription(em, customerId, store, lineageId, now);
+    }
+    // Acknowledge/consume only what this customer now holds; queued in the same transaction as the grant, so a
+    // crash after commit still leaves the call to be made.
+    const held = new Set([...outcome.newTransactionIds, ...outcome.knownTransactionIds]);
+    const heldTokens = new Set(purchases.filter((p) => held.has(p.transactionId)).map((p) => p.purchaseToken));
+    for (const task of followUps) {
+      if (heldTokens.has(task.token)) outcome.queuedTaskIds.push(...(await repo.queueStoreTask(em, 'PLAY_STORE', task)));
     }
     for (const p of oneTimeTransactions) {
       await this.applyOneTime(em, customerId, p, now);

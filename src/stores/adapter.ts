@@ -25,8 +25,16 @@ export interface GoogleProof {
 
 export type PurchaseProof = AppleProof | GoogleProof;
 
+/** A call the store must receive after the grant is committed (Google: acknowledge or consume). */
+export interface StoreTaskSpec {
+  kind: 'ACKNOWLEDGE_PRODUCT' | 'ACKNOWLEDGE_SUBSCRIPTION' | 'CONSUME_PRODUCT';
+  packageName: string;
+  productId: string;
+  token: string;
+}
+
 export type VerificationResult =
-  | { status: 'VERIFIED'; purchases: NormalizedPurchase[] }
+  | { status: 'VERIFIED'; purchases: NormalizedPurchase[]; followUps?: StoreTaskSpec[] }
   /** Not the proof's fault (store down, credentials refused): keep the proof and retry later. */
   | { status: 'PENDING'; reason: ReceiptReason; message: string }
   /** The store gave a definitive no. */

@@ -41,6 +41,8 @@ export async function startTestApp(kind: DatabaseKind, options: TestAppOptions =
     API_KEYS: TEST_API_KEY,
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: 'silent',
+    // Tests run jobs themselves, with their own clock.
+    SCHEDULER_ENABLED: 'false',
     ...options.config,
   });
   const app = await createApp({ config, clock: options.clock, log: pino({ level: 'silent' }) });

@@ -1,0 +1,274 @@
+// Google Play real-time developer notifications (Pub/Sub push) and the Voided Purchases API. A notification
+// says what changed, not the state: every one is stored first (deduplicated by Pub/Sub messageId), then the
+// purchase is re-read from Google and applied through the same recorder as submitReceipt.
+import type { Logger } from 'pino';
+import type { Orm } from '../persistence/orm.js';
+import { decodeSnapshot } from '../persistence/snapshot-codec.js';
+import type { GooglePlayAdapter } from '../stores/google/adapter.js';
+import type { GoogleReading } from '../stores/google/normalize.js';
+import { nextAttemptAt, type PendingProofs } from './pending-proofs.js';
+import type { PurchaseRecorder } from './purchase-recorder.js';
+import type { StoreTaskRunner } from './store-tasks.js';
+
+type Row = Record<string, unknown>;
+
+export const SUBSCRIPTION_NOTIFICATION_TYPES: Record<number, string> = {
+  1: 'SUBSCRIPTION_RECOVERED',
+  2: 'SUBSCRIPTION_RENEWED',
+  3: 'SUBSCRIPTION_CANCELED',
+  4: 'SUBSCRIPTION_PURCHASED',
+  5: 'SUBSCRIPTION_ON_HOLD',
+  6: 'SUBSCRIPTION_IN_GRACE_PERIOD',
+  7: 'SUBSCRIPTION_RESTARTED',
+  8: 'SUBSCRIPTION_PRICE_CHANGE_CONFIRMED',
+  9: 'SUBSCRIPTION_DEFERRED',
+  10: 'SUBSCRIPTION_PAUSED',
+  11: 'SUBSCRIPTION_PAUSE_SCHEDULE_CHANGED',
+  12: 'SUBSCRIPTION_REVOKED',
+  13: 'SUBSCRIPTION_EXPIRED',
+  19: 'SUBSCRIPTION_PRICE_CHANGE_UPDATED',
+  20: 'SUBSCRIPTION_PENDING_PURCHASE_CANCELED',
+};
+export const ONE_TIME_NOTIFICATION_TYPES: Record<number, string> = { 1: 'ONE_TIME_PRODUCT_PURCHASED', 2: 'ONE_TIME_PRODUCT_CANCELED' };
+
+/** The decoded `message.data` of a Play notification. */
+export interface DeveloperNotification {
+  version?: string;
+  packageName?: string;
+  eventTimeMillis?: string;
+  subscriptionNotification?: { notificationType?: number; purchaseToken?: string; subscriptionId?: string };
+  oneTimeProductNotification?: { notificationType?: number; purchaseToken?: string; sku?: string };
+  voidedPurchaseNotification?: { purchaseToken?: string; orderId?: string; productType?: number; refundType?: number };
+  testNotification?: { version?: string };
+}
+
+export function notificationType(n: DeveloperNotification): string {
+  if (n.subscriptionNotification) return SUBSCRIPTION_NOTIFICATION_TYPES[n.subscriptionNotification.notificationType ?? -1] ?? `SUBSCRIPTION_UNKNOWN_${n.subscriptionNotification.notificationType}`;
+  if (n.oneTimeProductNotification) return ONE_TIME_NOTIFICATION_TYPES[n.oneTimeProductNotification.notificationType ?? -1] ?? `ONE_TIME_UNKNOWN_${n.oneTimeProductNotification.notificationType}`;
+  if (n.voidedPurchaseNotification) return 'VOIDED_PURCHASE';
+  if (n.testNotification) return 'TEST';
+  return 'UNKNOWN';
+}
+
+/** Thrown when the store could not be read: the notification stays stored and is processed again later. */
+class RetryLater extends Error {}
+
+export type IntakeResult = { status: 200; duplicate: boolean; outcome: string } | { status: 400; error: string };
+
+export class GoogleNotifications {
+  constructor(
+    private readonly orm: Orm,
+    private readonly adapter: GooglePlayAdapter,
+    private readonly recorder: PurchaseRecorder,
+    private readonly pending: PendingProofs,
+    private readonly tasks: StoreTaskRunner,
+    private readonly clock: () => Date,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Takes a Pub/Sub push envelope. Malformed input: 400. Stored (or already stored): 200, whatever processing
+   * does next. A database failure throws, so the endpoint answers 5xx and Pub/Sub delivers it again.
+   */
+  async intake(envelope: unknown): Promise<IntakeResult> {
+    const message = (envelope as { message?: { data?: unknown; messageId?: unknown; message_id?: unknown } } | null)?.message;
+    const messageId = message?.messageId ?? message?.message_id;
+    if (!message || typeof messageId !== 'string' || messageId.length === 0 || messageId.length > 255 || typeof message.data !== 'string') {
+      return { status: 400, error: 'expected a Pub/Sub push envelope: {"message": {"data": "<base64>", "messageId": "..."}, "subscription": "..."}' };
+    }
+    let notification: DeveloperNotification;
+    try {
+      notification = JSON.parse(Buffer.from(message.data, 'base64').toString('utf8')) as DeveloperNotification;
+      if (typeof notification !== 'object' || notification === null || Array.isArray(notification)) throw new Error('not an object');
+    } catch {
+      return { status: 400, error: 'message.data is not base64-encoded JSON' };
+    }
+    const type = notificationType(notification);
+    const now = this.clock();
+    const rows = (await this.orm.em.getConnection().execute(
+      `insert into store_notification (store, message_id, type, payload, status, attempts, next_attempt_at, received_at)
+       values ('PLAY_STORE', ?, ?, ?, 'RECEIVED', 0, ?, ?)
+       on conflict (store, message_id) do nothing
+       returning id`,
+      [messageId, type, JSON.stringify(notification), now, now],
+    )) as Row[];
+    if (rows.length === 0) return { status: 200, duplicate: true, outcome: 'already received' };
+    const outcome = await this.processOne(Number(rows[0]!.id), notification, 1);
+    return { status: 200, duplicate: false, outcome };
+  }
+
+  /** Processes stored notifications whose earlier processing could not reach Google. */
+  async processDue(now: Date, limit = 50): Promise<number> {
+    const rows = (await this.orm.em.getConnection().execute(
+      `update store_notification set attempts = attempts + 1, next_attempt_at = ?
+       where id in (select id from store_notification where store = 'PLAY_STORE' and status = 'RECEIVED' and next_attempt_at <= ?
+                    order by next_attempt_at limit ? for update skip locked)
+       returning id, payload, attempts`,
+      [new Date(now.getTime() + 5 * 60_000), now, limit],
+    )) as Row[];
+    for (const row of rows) {
+      const payload = (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as DeveloperNotification;
+      await this.processOne(Number(row.id), payload, Number(row.attempts));
+    }
+    return rows.length;
+  }
+
+  private async processOne(id: number, n: DeveloperNotification, attempts: number): Promise<string> {
+    const conn = this.orm.em.getConnection();
+    try {
+      const outcome = await this.apply(n);
+      await conn.execute(`update store_notification set status = ?, processed_at = ?, last_error = null where id = ?`, [
+        outcome.startsWith('ignored') ? 'IGNORED' : 'PROCESSED',
+        this.clock(),
+        id,
+      ]);
+      return outcome;
+    } catch (err) {
+      const retry = err instanceof RetryLater;
+      if (!retry) this.log.error({ err, notification: id }, 'processing a Google notification failed; it will be retried');
+      await conn.execute('update store_notification set next_attempt_at = ?, last_error = ? where id = ?', [nextAttemptAt(this.clock(), attempts), (err as Error).message.slice(0, 1000), id]);
+      return 'kept for retry';
+    }
+  }
+
+  private async apply(n: DeveloperNotification): Promise<string> {
+    const packageName = n.packageName ?? '';
+    if (n.testNotification) return 'ignored: test notification';
+    if (!this.adapter.packageNames.includes(packageName)) {
+      this.log.warn({ packageName }, 'Google notification for a package that is not configured (GOOGLE_PACKAGE_NAMES)');
+      return `ignored: package ${packageName} is not configured`;
+    }
+    const eventTime = n.eventTimeMillis ? new Date(Number(n.eventTimeMillis)) : this.clock();
+    if (n.voidedPurchaseNotification?.purchaseToken) {
+      const v = n.voidedPurchaseNotification;
+      return this.revoke(v.purchaseToken!, v.orderId ?? null, eventTime, v.refundType === 2 ? 'VOIDED_QUANTITY' : 'VOIDED');
+    }
+    if (n.subscriptionNotification?.purchaseToken) {
+      const { purchaseToken, subscriptionId } = n.subscriptionNotification;
+      const productId = subscriptionId ?? (await this.storedProductOf(purchaseToken)) ?? (await this.lookUpSubscriptionProduct(packageName, purchaseToken));
+      return this.reread(packageName, productId, purchaseToken);
+    }
+    if (n.oneTimeProductNotification?.purchaseToken && n.oneTimeProductNotification.sku) {
+      return this.reread(packageName, n.oneTimeProductNotification.sku, n.oneTimeProductNotification.purchaseToken);
+    }
+    return 'ignored: unknown notification type';
+  }
+
+  /** Re-reads a purchase from Google and applies it to its owner (or keeps it unowned). */
+  private async reread(packageName: string, productId: string, token: string): Promise<string> {
+    const reading = await this.adapter.read(packageName, productId, token);
+    return this.applyReading(reading, token);
+  }
+
+  private async applyReading(reading: GoogleReading, token: string): Promise<string> {
+    if (reading.status !== 'VERIFIED') {
+      if (reading.status === 'PENDING') {
+        if (reading.reason === 'PURCHASE_PENDING') return 'payment still pending';
+        throw new RetryLater(reading.message);
+      }
+      const owner = await this.pending.ownerOfToken(token);
+      if (owner) await this.pending.resolve({ store: 'PLAY_STORE', packageName: null, productId: '', purchaseToken: token, originalJson: null, signature: null }, 'REJECTED', reading.reason);
+      return `rejected by Google: ${reading.reason}`;
+    }
+    const owner = await this.ownerOf(token, reading.purchase.orderToken);
+    if (!owner) {
+      await this.recorder.keepUnowned([reading.purchase]);
+      return 'kept unowned until a customer submits it';
+    }
+    const outcome = await this.recorder.record(owner, [reading.purchase], this.clock(), reading.followUps);
+    await this.pending.resolve({ store: 'PLAY_STORE', packageName: null, productId: '', purchaseToken: token, originalJson: null, signature: null }, 'VERIFIED', 'OK');
+    this.tasks.runSoon(outcome.queuedTaskIds);
+    return outcome.foreignTransactionIds.length > 0 ? 'belongs to another customer' : `applied to ${owner}`;
+  }
+
+  /**
+   * Revokes a voided purchase: the latest statement of the voided transaction (the given order, or the token's
+   * latest transaction) again, now with its revocation. Needs no call to Google.
+   */
+  async revoke(token: string, orderId: string | null, at: Date, reason: string): Promise<string> {
+    const conn = this.orm.em.getConnection();
+    const rows = (await conn.execute(
+      `select p.store_transaction_id, p.lineage_id, c.app_user_id
+       from purchase p left join customer c on c.id = p.customer_id
+       where p.store = 'PLAY_STORE' and p.purchase_token = ? ${orderId ? 'and p.store_transaction_id = ?' : ''}
+       order by p.purchased_at desc limit 1`,
+      orderId ? [token, orderId] : [token],
+    )) as Row[];
+    const row = rows[0];
+    if (!row) return 'ignored: voided purchase unknown here';
+    const [latest] = (await conn.execute(
+      `select snapshot from purchase_observation where store = 'PLAY_STORE' and lineage_id = ? and store_transaction_id = ?
+       order by observed_at desc, id desc limit 1`,
+      [row.lineage_id, row.store_transaction_id],
+    )) as Row[];
+    const snapshot = decodeSnapshot(latest!.snapshot as Row);
+    if (snapshot.revokedAt) return 'already revoked';
+    const revoked = { ...snapshot, revokedAt: at, revocationReason: reason, observedAt: at > snapshot.observedAt ? at : snapshot.observedAt };
+    if (!row.app_user_id) {
+      await this.recorder.keepUnowned([revoked]);
+      return 'revoked (unowned)';
+    }
+    await this.recorder.record(row.app_user_id as string, [revoked], this.clock());
+    return `revoked for ${row.app_user_id as string}`;
+  }
+
+  /**
+   * Pages through the Voided Purchases API from the stored cursor and revokes what it lists. The cursor
+   * (per package) moves only past what was applied, so an interrupted run resumes where it stopped.
+   */
+  async syncVoidedPurchases(now: Date): Promise<number> {
+    let revoked = 0;
+    for (const packageName of this.adapter.packageNames) {
+      const key = `google:voided:${packageName}`;
+      const conn = this.orm.em.getConnection();
+      const [cursor] = (await conn.execute('select value from store_cursor where key = ?', [key])) as Row[];
+      // Google keeps voided purchases for 30 days.
+      let since = cursor ? Number(cursor.value) : now.getTime() - 30 * 86_400_000;
+      for await (const page of this.adapter.voidedPurchases(packageName, since)) {
+        for (const v of page) {
+          if (!v.purchaseToken) continue;
+          const at = v.voidedTimeMillis ? new Date(Number(v.voidedTimeMillis)) : now;
+          const outcome = await this.revoke(v.purchaseToken, v.orderId ?? null, at, 'VOIDED');
+          if (outcome.startsWith('revoked')) revoked++;
+          since = Math.max(since, at.getTime());
+        }
+        await conn.execute(
+          `insert into store_cursor (key, value, updated_at) values (?, ?, now())
+           on conflict (key) do update set value = excluded.value, updated_at = now()`,
+          [key, String(since)],
+        );
+      }
+    }
+    return revoked;
+  }
+
+  private async ownerOf(token: string, orderToken: string | null): Promise<string | null> {
+    const conn = this.orm.em.getConnection();
+    const [stored] = (await conn.execute(
+      `select c.app_user_id from purchase p join customer c on c.id = p.customer_id where p.store = 'PLAY_STORE' and p.purchase_token = ? limit 1`,
+      [token],
+    )) as Row[];
+    if (stored) return stored.app_user_id as string;
+    const submitter = await this.pending.ownerOfToken(token);
+    if (submitter) return submitter;
+    if (!orderToken) return null;
+    // The app put the order token from createOrder, or its own user id, into obfuscatedAccountId.
+    const [order] = (await conn.execute(`select c.app_user_id from purchase_order o join customer c on c.id = o.customer_id where o.token = ?`, [orderToken])) as Row[];
+    return (order?.app_user_id as string | undefined) ?? orderToken;
+  }
+
+  private async storedProductOf(token: string): Promise<string | null> {
+    const [row] = (await this.orm.em.getConnection().execute(`select product_id from purchase where store = 'PLAY_STORE' and purchase_token = ? order by purchased_at desc limit 1`, [
+      token,
+    ])) as Row[];
+    return (row?.product_id as string | undefined) ?? null;
+  }
+
+  private async lookUpSubscriptionProduct(packageName: string, token: string): Promise<string> {
+    const found = await this.adapter.subscriptionProductId(packageName, token);
+    if ('productId' in found) return found.productId;
+    if (found.kind === 'UNAVAILABLE' || found.kind === 'AUTH') throw new RetryLater(found.message);
+    throw new Error(`cannot tell the product of subscription token: ${found.message}`);
+  }
+}
+

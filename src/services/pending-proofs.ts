@@ -1,0 +1,104 @@
+// Proofs the store could not judge yet are kept here with their customer and retried with backoff until the
+// store gives a definitive answer: nothing a customer submitted is dropped because a store was down.
+import { createHash, randomUUID } from 'node:crypto';
+import type { ReceiptReason } from '../domain/errors.js';
+import type { Orm } from '../persistence/orm.js';
+import { toDate } from '../persistence/snapshot-codec.js';
+import type { PurchaseProof } from '../stores/adapter.js';
+
+type Row = Record<string, unknown>;
+
+export interface PendingProofRow {
+  id: string;
+  appUserId: string;
+  proof: PurchaseProof;
+  orderId: string | null;
+  attempts: number;
+  reason: string;
+  createdAt: Date;
+}
+
+/** The key a proof is kept under: Google's purchase token (notifications name it), else a digest. */
+export function proofKeyOf(proof: PurchaseProof): string {
+  if (proof.store === 'PLAY_STORE') return `token:${proof.purchaseToken}`;
+  const material = proof.signedTransaction ?? `${proof.appReceipt ?? ''}|${proof.transactionId ?? ''}`;
+  return `sha256:${createHash('sha256').update(material).digest('hex')}`;
+}
+
+/** Exponential backoff with jitter: 1 min, 2, 4, … capped at 6 h. */
+export function nextAttemptAt(now: Date, attempts: number, random: () => number = Math.random): Date {
+  const base = Math.min(60_000 * 2 ** Math.max(0, attempts - 1), 6 * 3_600_000);
+  return new Date(now.getTime() + base * (0.5 + random()));
+}
+
+export class PendingProofs {
+  constructor(private readonly orm: Orm) {}
+
+  private conn() {
+    return this.orm.em.getConnection();
+  }
+
+  /** Keeps (or refreshes) a proof for retry. The first customer to submit a proof keeps it. */
+  async keep(appUserId: string, proof: PurchaseProof, orderId: string | null, reason: ReceiptReason, message: string, now: Date): Promise<void> {
+    await this.conn().execute(
+      `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
+       values (?, ?, ?, ?, ?, ?, 'PENDING', ?, 1, ?, ?, now(), now())
+       on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = excluded.last_error,
+         attempts = pending_proof.attempts + 1, next_attempt_at = excluded.next_attempt_at, updated_at = now()
+       where pending_proof.status = 'PENDING'`,
+      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, nextAttemptAt(now, 1), message],
+    );
+  }
+
+  /** Records the store's definitive answer for a kept proof (if one was kept). */
+  async resolve(proof: PurchaseProof, status: 'VERIFIED' | 'REJECTED', reason: string): Promise<void> {
+    await this.conn().execute(
+      `update pending_proof set status = ?, reason = ?, updated_at = now() where store = ? and proof_key = ? and status = 'PENDING'`,
+      [status, reason, proof.store, proofKeyOf(proof)],
+    );
+  }
+
+  /** Leases up to `limit` due proofs for a retry (the lease is the next attempt time). */
+  async claimDue(now: Date, limit: number): Promise<PendingProofRow[]> {
+    const rows = (await this.conn().execute(
+      `update pending_proof set attempts = attempts + 1, next_attempt_at = ?, updated_at = now()
+       where id in (select id from pending_proof where status = 'PENDING' and next_attempt_at <= ? order by next_attempt_at limit ? for update skip locked)
+       returning id, app_user_id, proof, order_id, attempts, reason, created_at`,
+      [new Date(now.getTime() + 5 * 60_000), now, limit],
+    )) as Row[];
+    return rows.map((r) => ({
+      id: r.id as string,
+      appUserId: r.app_user_id as string,
+      proof: (typeof r.proof === 'string' ? JSON.parse(r.proof) : r.proof) as PurchaseProof,
+      orderId: (r.order_id as string | null) ?? null,
+      attempts: Number(r.attempts),
+      reason: r.reason as string,
+      createdAt: toDate(r.created_at)!,
+    }));
+  }
+
+  async scheduleRetry(id: string, attempts: number, reason: string, message: string, now: Date): Promise<void> {
+    await this.conn().execute('update pending_proof set next_attempt_at = ?, reason = ?, last_error = ?, updated_at = now() where id = ?', [
+      nextAttemptAt(now, attempts),
+      reason,
+      message,
+      id,
+    ]);
+  }
+
+  /** Who submitted a Google purchase token that is still pending, if anyone. */
+  async ownerOfToken(token: string): Promise<string | null> {
+    const rows = (await this.conn().execute(`select app_user_id from pending_proof where store = 'PLAY_STORE' and proof_key = ? order by created_at limit 1`, [
+      `token:${token}`,
+    ])) as Row[];
+    return (rows[0]?.app_user_id as string | undefined) ?? null;
+  }
+
+  async pendingFor(appUserId: string): Promise<{ store: string; reason: string; createdAt: Date; attempts: number }[]> {
+    const rows = (await this.conn().execute(
+      `select store, reason, created_at, attempts from pending_proof where app_user_id = ? and status = 'PENDING' order by created_at`,
+      [appUserId],
+    )) as Row[];
+    return rows.map((r) => ({ store: r.store as string, reason: r.reason as string, createdAt: toDate(r.created_at)!, attempts: Number(r.attempts) }));
+  }
+}
