@@ -55,15 +55,15 @@ export async function lineageOfToken(em: Em, store: Store, token: string): Promi
 
 /**
  * When a subscription period started, for stores that do not say: as stored if the transaction is known;
- * otherwise the end of the latest earlier period of the lineage when that falls between the lower bound and
- * this period's end; otherwise the lower bound.
+ * otherwise, for a renewal on the same purchase token, the end of its latest earlier period when that falls
+ * between the lower bound and this period's end; otherwise (a new token: upgrade, resubscribe) the lower bound.
  */
-export async function periodStartOf(em: Em, store: Store, lineageId: string, transactionId: string, lowerBound: Date, expiresAt: Date): Promise<Date> {
+export async function periodStartOf(em: Em, store: Store, token: string, transactionId: string, lowerBound: Date, expiresAt: Date): Promise<Date> {
   const known = (await em.execute<Row>('select purchased_at from purchase where store = ? and store_transaction_id = ?', [store, transactionId], 'get')) as Row | undefined;
   if (known) return toDate(known.purchased_at)!;
   const previous = (await em.execute<Row>(
-    'select max(expires_at) as end from purchase where store = ? and lineage_id = ? and expires_at < ?',
-    [store, lineageId, expiresAt],
+    'select max(expires_at) as end from purchase where store = ? and purchase_token = ? and expires_at < ?',
+    [store, token, expiresAt],
     'get',
   )) as Row | undefined;
   const end = toDate(previous?.end);

@@ -144,7 +144,9 @@ export class GoogleNotifications {
       return this.revoke(v.purchaseToken!, v.orderId ?? null, eventTime, v.refundType === 2 ? 'VOIDED_QUANTITY' : 'VOIDED');
     }
     if (n.subscriptionNotification?.purchaseToken) {
-      const { purchaseToken, subscriptionId } = n.subscriptionNotification;
+      const { purchaseToken, subscriptionId, notificationType: type } = n.subscriptionNotification;
+      // Revocation (refund with access removed) is not visible in the subscription resource: record it.
+      if (type === 12) await this.revoke(purchaseToken, null, eventTime, 'REVOKED');
       const productId = subscriptionId ?? (await this.storedProductOf(purchaseToken)) ?? (await this.lookUpSubscriptionProduct(packageName, purchaseToken));
       return this.reread(packageName, productId, purchaseToken);
     }

@@ -86,8 +86,8 @@ export class PurchaseRecorder {
         const lineageId = await repo.lineageOfToken(em, p.store, p.previousLineageToken);
         if (lineageId && lineageId !== p.lineageId) p = { ...p, lineageId };
       }
-      if (p.store === 'PLAY_STORE' && p.expiresAt && this.catalog.find(p.store, p.productId)?.kind === 'AUTO_RENEWABLE') {
-        const start = await repo.periodStartOf(em, p.store, p.lineageId, p.transactionId, p.purchasedAt, p.expiresAt);
+      if (p.store === 'PLAY_STORE' && p.expiresAt && p.purchaseToken && this.catalog.find(p.store, p.productId)?.kind === 'AUTO_RENEWABLE') {
+        const start = await repo.periodStartOf(em, p.store, p.purchaseToken, p.transactionId, p.purchasedAt, p.expiresAt);
         if (start.getTime() !== p.purchasedAt.getTime()) p = { ...p, purchasedAt: start };
       }
       placed.push(p);
