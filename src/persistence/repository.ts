@@ -70,6 +70,15 @@ export async function periodStartOf(em: Em, store: Store, token: string, transac
   return end && end.getTime() > lowerBound.getTime() ? end : lowerBound;
 }
 
+/** The revocation stored for a transaction, if it was revoked. */
+export async function revocationOf(em: Em, store: Store, transactionId: string): Promise<{ revokedAt: Date; reason: string | null } | null> {
+  const row = (await em.execute<Row>('select revoked_at, revocation_reason from purchase where store = ? and store_transaction_id = ?', [store, transactionId], 'get')) as
+    | Row
+    | undefined;
+  const at = toDate(row?.revoked_at);
+  return at ? { revokedAt: at, reason: (row!.revocation_reason as string | null) ?? null } : null;
+}
+
 export interface StoreTaskRow {
   id: number;
   kind: 'ACKNOWLEDGE_PRODUCT' | 'ACKNOWLEDGE_SUBSCRIPTION' | 'CONSUME_PRODUCT';

@@ -205,7 +205,9 @@ export class GoogleNotifications {
     )) as Row[];
     const snapshot = decodeSnapshot(latest!.snapshot as Row);
     if (snapshot.revokedAt) return 'already revoked';
-    const revoked = { ...snapshot, revokedAt: at, revocationReason: reason, observedAt: at > snapshot.observedAt ? at : snapshot.observedAt };
+    // Observed now (strictly after the statement it amends), so it is the transaction's latest statement.
+    const observedAt = new Date(Math.max(this.clock().getTime(), snapshot.observedAt.getTime() + 1));
+    const revoked = { ...snapshot, revokedAt: at, revocationReason: reason, observedAt };
     if (!row.app_user_id) {
       await this.recorder.keepUnowned([revoked]);
       return 'revoked (unowned)';

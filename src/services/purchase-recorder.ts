@@ -82,6 +82,11 @@ export class PurchaseRecorder {
     const placed: NormalizedPurchase[] = [];
     for (const original of purchases) {
       let p = original;
+      if (p.store === 'PLAY_STORE' && p.revokedAt === null) {
+        // Google's purchase resources never show a refund: once voided, a transaction stays revoked.
+        const revoked = await repo.revocationOf(em, p.store, p.transactionId);
+        if (revoked) p = { ...p, revokedAt: revoked.revokedAt, revocationReason: revoked.reason };
+      }
       if (p.store === 'PLAY_STORE' && p.previousLineageToken) {
         const lineageId = await repo.lineageOfToken(em, p.store, p.previousLineageToken);
         if (lineageId && lineageId !== p.lineageId) p = { ...p, lineageId };
@@ -138,7 +143,8 @@ export class PurchaseRecorder {
         outcome.unknownProductTransactionIds.push(p.transactionId);
         continue;
       }
-      (stored.inserted ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
+      // Claiming a purchase nobody owned yet (first seen through a notification) is new for this customer.
+      (stored.inserted || stored.customerId === null ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
       if (product.kind === 'AUTO_RENEWABLE') subscriptionLineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
       else oneTimeTransactions.push(p);
     }
