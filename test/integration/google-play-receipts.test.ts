@@ -2,8 +2,9 @@
 // Developer API on loopback, on PostgreSQL and on PGlite.
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_KINDS } from '../support/databases.js';
+import { createTestDatabase, DATABASE_KINDS } from '../support/databases.js';
 import { customerOf, DAY, eventually, PACKAGE, startGoogleApp, submitGoogle, subscription, type GoogleTestApp } from '../support/google.js';
+import { FakeGooglePlay } from '../fakes/google-play.js';
 import { startTestApp } from '../support/test-app.js';
 
 describe.each(DATABASE_KINDS)('Google Play purchases on %s', (kind) => {
@@ -246,11 +247,16 @@ describe('the optional client-proof check (license key)', () => {
 
 describe('credentials Google refuses at the token endpoint', () => {
   it('keeps the proof as PENDING with STORE_AUTH_FAILED and logs which setting to fix', async () => {
-    const t = await startGoogleApp('pglite');
+    const lines: Record<string, unknown>[] = [];
+    const t = await startGoogleApp('pglite', { logLines: lines });
     try {
       t.fake.rejectCredentials('token');
       t.fake.setProduct('tok-auth', { packageName: PACKAGE, productId: 'no_ads', purchaseState: 0 });
       expect(await submitGoogle(t, 'max', 'no_ads', 'tok-auth')).toMatchObject({ status: 'PENDING', reason: 'STORE_AUTH_FAILED' });
+      const logged = lines.find((l) => l.level === 50 && String(l.msg).includes('refused the service account'));
+      expect(logged).toMatchObject({ setting: 'GOOGLE_SERVICE_ACCOUNT_JSON' });
+      expect(String(logged!.msg)).toContain('check GOOGLE_SERVICE_ACCOUNT_JSON');
+      expect(JSON.stringify(lines)).not.toContain('PRIVATE KEY');
       t.fake.rejectCredentials(null);
       expect((await t.app.services.receipts.retryPending(new Date(Date.now() + 3 * 60_000))).verified).toBe(1);
     } finally {
@@ -265,6 +271,48 @@ describe('credentials Google refuses at the token endpoint', () => {
       expect(res.errors![0]!.extensions!.code).toBe('STORE_NOT_CONFIGURED');
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('several apps', () => {
+  it('needs the package name when several are configured, and verifies each app', async () => {
+    const t = await startGoogleApp('pglite', { config: { GOOGLE_PACKAGE_NAMES: `${PACKAGE},com.example.other` } });
+    try {
+      t.fake.setProduct('multi-1', { packageName: 'com.example.other', productId: 'no_ads', purchaseState: 0, orderId: 'GPA.m1' });
+      expect(await submitGoogle(t, 'nia', 'no_ads', 'multi-1')).toMatchObject({ status: 'REJECTED', reason: 'WRONG_APP' });
+      expect(await submitGoogle(t, 'nia', 'no_ads', 'multi-1', { packageName: PACKAGE })).toMatchObject({ status: 'REJECTED', reason: 'INVALID_PURCHASE_TOKEN' });
+      expect(await submitGoogle(t, 'nia', 'no_ads', 'multi-1', { packageName: 'com.example.other' })).toMatchObject({ status: 'VERIFIED' });
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('an acknowledgement left behind by a crash', () => {
+  it('is sent by the next instance that starts', async () => {
+    const db = await createTestDatabase('postgresql');
+    const fake = await FakeGooglePlay.start();
+    try {
+      const first = await startGoogleApp('postgresql', { db, fake });
+      fake.setProduct('crash-1', { packageName: PACKAGE, productId: 'no_ads', purchaseState: 0, orderId: 'GPA.c1' });
+      // Google is unreachable for the acknowledgement, and the instance goes away before any retry.
+      fake.failNext({ status: 503 }, { pathIncludes: 'crash-1:acknowledge', times: 1 });
+      expect((await submitGoogle(first, 'oli', 'no_ads', 'crash-1')).status).toBe('VERIFIED');
+      await first.app.services.storeTasks.idle();
+      expect(fake.acknowledgements()).not.toContain('crash-1');
+      // The restart comes after the retry time.
+      await first.app.orm.em.getConnection().execute(`update store_task set next_attempt_at = now() - interval '1 minute' where token = 'crash-1'`);
+      await first.close();
+      const second = await startGoogleApp('postgresql', { db, fake, config: { SCHEDULER_ENABLED: 'true' } });
+      try {
+        expect(await eventually(() => fake.acknowledgements().includes('crash-1'), 10_000)).toBe(true);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await fake.close();
+      await db.drop();
     }
   });
 });

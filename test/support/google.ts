@@ -13,12 +13,13 @@ export interface GoogleTestApp extends TestApp {
 
 export async function startGoogleApp(
   kind: DatabaseKind,
-  options: { config?: Record<string, unknown>; clock?: () => Date; fake?: FakeGooglePlay; db?: TestDatabase } = {},
+  options: { config?: Record<string, unknown>; clock?: () => Date; fake?: FakeGooglePlay; db?: TestDatabase; logLines?: Record<string, unknown>[] } = {},
 ): Promise<GoogleTestApp> {
   const fake = options.fake ?? (await FakeGooglePlay.start());
   const t = await startTestApp(kind, {
     clock: options.clock,
     db: options.db,
+    logLines: options.logLines,
     config: {
       GOOGLE_SERVICE_ACCOUNT_JSON: JSON.stringify(fake.serviceAccount),
       GOOGLE_PACKAGE_NAMES: PACKAGE,

@@ -29,6 +29,8 @@ export interface TestAppOptions {
   clock?: Clock;
   /** Reuse a database (several instances on one database); otherwise a new one is made and dropped. */
   db?: TestDatabase;
+  /** Collects the service's log lines (JSON objects) into this array. */
+  logLines?: Record<string, unknown>[];
 }
 
 export async function startTestApp(kind: DatabaseKind, options: TestAppOptions = {}): Promise<TestApp> {
@@ -45,7 +47,11 @@ export async function startTestApp(kind: DatabaseKind, options: TestAppOptions =
     SCHEDULER_ENABLED: 'false',
     ...options.config,
   });
-  const app = await createApp({ config, clock: options.clock, log: pino({ level: 'silent' }) });
+  const lines = options.logLines;
+  const log = lines
+    ? pino({ level: 'debug' }, { write: (chunk: string) => void lines.push(JSON.parse(chunk) as Record<string, unknown>) })
+    : pino({ level: 'silent' });
+  const app = await createApp({ config, clock: options.clock, log });
   const url = await app.listen();
   const gql: TestApp['gql'] = async (query, variables, headers = {}) => {
     const res = await fetch(url, {

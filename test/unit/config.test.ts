@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseConfig, redactConfig } from '../../src/config/config.js';
 
 const KEY = 'k'.repeat(32);
+const SERVICE_ACCOUNT = JSON.stringify({ client_email: 'sa@example.iam.gserviceaccount.com', private_key: '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n' });
 
 describe('config', () => {
   it('defaults to local development mode on loopback with embedded PGlite', () => {
@@ -30,6 +31,15 @@ describe('config', () => {
     [{ JWT_JWKS_URL: 'https://id.example.com/jwks', JWT_AUDIENCE: 'app' }, 'JWT_ISSUER', 'required with JWT_JWKS_URL'],
     [{ JWT_JWKS_URL: 'https://id.example.com/jwks', JWT_ISSUER: 'https://id.example.com' }, 'JWT_AUDIENCE', 'required with JWT_JWKS_URL'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', 'not one of'],
+    [{ GOOGLE_PACKAGE_NAMES: 'com.example.app' }, 'GOOGLE_SERVICE_ACCOUNT_KEY_FILE', 'no service account'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: '{' }, 'GOOGLE_SERVICE_ACCOUNT_JSON', 'not valid JSON'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: '{"client_email":"a@b"}' }, 'GOOGLE_SERVICE_ACCOUNT_JSON', 'private_key are required'],
+    [{ GOOGLE_SERVICE_ACCOUNT_KEY_FILE: '/nonexistent/sa.json' }, 'GOOGLE_SERVICE_ACCOUNT_KEY_FILE', 'cannot read'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT }, 'GOOGLE_PACKAGE_NAMES', 'list the app package names'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'not a package' }, 'GOOGLE_PACKAGE_NAMES', 'not a package name'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_LICENSE_KEYS: 'com.a.b:notakey' }, 'GOOGLE_LICENSE_KEYS', 'not a base64 RSA public key'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_API_ROOT_URL: 'nope' }, 'GOOGLE_API_ROOT_URL', 'not an http(s) URL'],
+    [{ SCHEDULER_ENABLED: 'sometimes' }, 'SCHEDULER_ENABLED', 'not true or false'],
     [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX', 'out of range'],
   ])('rejects %j naming %s', (input, key, problem) => {
     let error: unknown;
@@ -64,12 +74,25 @@ describe('config', () => {
     expect(() => loadConfig({ CONFIG_FILE: file })).toThrow(new RegExp(`^config ${key}:`));
   });
 
+  it('reads the Google Play settings', () => {
+    const c = parseConfig({ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b, com.c.d', GOOGLE_API_ROOT_URL: 'http://127.0.0.1:9/api' });
+    expect(c.google).toMatchObject({
+      packageNames: ['com.a.b', 'com.c.d'],
+      apiRootUrl: 'http://127.0.0.1:9/api/',
+      tokenUrl: 'https://oauth2.googleapis.com/token',
+      serviceAccountSource: 'GOOGLE_SERVICE_ACCOUNT_JSON',
+      pubsub: null,
+    });
+    expect(parseConfig({}).google).toBeNull();
+  });
+
   it('never shows secrets in the redacted form used for logs', () => {
-    const c = parseConfig({ API_KEYS: KEY, JWT_SECRET: 's'.repeat(40), DATABASE_URL: 'postgres://app:hunter2@db:5432/iap' });
+    const c = parseConfig({ API_KEYS: KEY, JWT_SECRET: 's'.repeat(40), DATABASE_URL: 'postgres://app:hunter2@db:5432/iap', GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b' });
     const text = JSON.stringify(redactConfig(c));
     expect(text).not.toContain(KEY);
     expect(text).not.toContain('s'.repeat(40));
     expect(text).not.toContain('hunter2');
+    expect(text).not.toContain('PRIVATE KEY');
     expect(text).toContain('postgres://app:***@db:5432/iap');
   });
 });
