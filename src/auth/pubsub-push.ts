@@ -6,7 +6,7 @@ export interface PushAuthConfig {
   audience: string;
   jwksUrl: string;
   issuers: readonly string[];
-  serviceAccountEmail: string | null;
+  serviceAccountEmail: string;
 }
 
 export class PubSubPushVerifier {
@@ -26,10 +26,8 @@ export class PubSubPushVerifier {
         audience: this.config.audience,
         requiredClaims: ['exp'],
       });
-      if (this.config.serviceAccountEmail !== null) {
-        if (payload.email !== this.config.serviceAccountEmail || payload.email_verified !== true) {
-          return `token is for ${String(payload.email)}, not the configured push service account`;
-        }
+      if (payload.email !== this.config.serviceAccountEmail || payload.email_verified !== true) {
+        return `token is for ${String(payload.email)}, not the configured push service account`;
       }
       return null;
     } catch (err) {

@@ -30,8 +30,9 @@ export interface GoogleConfig {
   apiRootUrl: string;
   tokenUrl: string;
   requestTimeoutMs: number;
-  /** Pub/Sub push authentication; null accepts unauthenticated pushes (they only trigger a re-read from Google). */
-  pubsub: { audience: string; jwksUrl: string; issuers: readonly string[]; serviceAccountEmail: string | null } | null;
+  /** Pub/Sub push authentication; null accepts unauthenticated pushes, which then never revoke anything
+   *  without confirmation from Google's API. */
+  pubsub: { audience: string; jwksUrl: string; issuers: readonly string[]; serviceAccountEmail: string } | null;
 }
 
 export interface AppConfig {
@@ -239,6 +240,12 @@ function parseGoogle(src: Source): GoogleConfig | null {
     licenseKeys[pkg] = key;
   }
   const audience = optionalString(src, 'GOOGLE_PUBSUB_AUDIENCE');
+  const pushAccount = optionalString(src, 'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL');
+  // Any Google Cloud service account can mint a Google-signed token for any audience: the audience alone
+  // proves nothing about who pushed.
+  if (audience !== null && pushAccount === null) {
+    throw new ConfigError('GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL', 'is required with GOOGLE_PUBSUB_AUDIENCE: the service account your push subscription authenticates as');
+  }
   return {
     serviceAccount: account,
     serviceAccountSource: source,
@@ -252,7 +259,7 @@ function parseGoogle(src: Source): GoogleConfig | null {
           audience,
           jwksUrl: optionalUrl(src, 'GOOGLE_PUBSUB_JWKS_URL') ?? 'https://www.googleapis.com/oauth2/v3/certs',
           issuers: ['https://accounts.google.com', 'accounts.google.com'],
-          serviceAccountEmail: optionalString(src, 'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL'),
+          serviceAccountEmail: pushAccount!,
         }
       : null,
   };

@@ -192,7 +192,7 @@ export class HttpServer {
       return sendJson(res, 400, { error: 'body is not JSON' });
     }
     // A database failure propagates: the 500 makes Pub/Sub deliver the notification again.
-    const result = await handler.intake(envelope);
+    const result = await handler.intake(envelope, this.o.pubsubVerifier !== null);
     if (result.status === 400) {
       this.o.log.warn({ requestId, error: result.error, body: text.slice(0, 500) }, 'malformed Google notification push');
       return sendJson(res, 400, { error: result.error });

@@ -314,12 +314,34 @@ export const StoreNotification = defineEntity({
     /** The notification type as the store names it, e.g. SUBSCRIPTION_RENEWED. */
     type: p.string().length(64),
     payload: p.json<Record<string, unknown>>(),
+    /** Whether the push carried a verified token of the configured push service account. */
+    authenticated: p.boolean().default(false),
     status: p.enum(NOTIFICATION_STATUSES).length(16),
     attempts: p.integer().default(0),
     nextAttemptAt: ts(),
     lastError: p.text().nullable(),
     receivedAt: createdAt(),
     processedAt: ts().nullable(),
+  },
+});
+
+/**
+ * Refunds and chargebacks a store reported (Google voided purchases), kept even when the purchase is not
+ * stored yet: Google's purchase resources never show a refund, so this is what keeps a voided purchase revoked.
+ */
+export const VoidedPurchase = defineEntity({
+  name: 'VoidedPurchase',
+  tableName: 'voided_purchase',
+  uniques: [{ name: 'voided_purchase_token_order_unique', properties: ['store', 'purchaseToken', 'orderId'] }],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    store: p.enum(STORES).length(16),
+    purchaseToken: p.text(),
+    /** The voided order; '' when the store did not name one (then every order of the token is voided). */
+    orderId: p.string().length(255),
+    voidedAt: ts(),
+    reason: p.string().length(32),
+    recordedAt: createdAt(),
   },
 });
 
@@ -349,4 +371,5 @@ export const ENTITIES = [
   StoreTask,
   StoreNotification,
   StoreCursor,
+  VoidedPurchase,
 ];

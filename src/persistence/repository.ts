@@ -70,13 +70,42 @@ export async function periodStartOf(em: Em, store: Store, token: string, transac
   return end && end.getTime() > lowerBound.getTime() ? end : lowerBound;
 }
 
-/** The revocation stored for a transaction, if it was revoked. */
-export async function revocationOf(em: Em, store: Store, transactionId: string): Promise<{ revokedAt: Date; reason: string | null } | null> {
+/**
+ * The revocation known for a transaction: stored on the purchase, or reported by the store as voided (for
+ * this order, or for the whole token when the store named no order).
+ */
+export async function revocationOf(em: Em, store: Store, transactionId: string, token: string | null): Promise<{ revokedAt: Date; reason: string | null } | null> {
   const row = (await em.execute<Row>('select revoked_at, revocation_reason from purchase where store = ? and store_transaction_id = ?', [store, transactionId], 'get')) as
     | Row
     | undefined;
   const at = toDate(row?.revoked_at);
-  return at ? { revokedAt: at, reason: (row!.revocation_reason as string | null) ?? null } : null;
+  if (at) return { revokedAt: at, reason: (row!.revocation_reason as string | null) ?? null };
+  if (!token) return null;
+  const voided = (await em.execute<Row>(
+    `select voided_at, reason from voided_purchase where store = ? and purchase_token = ? and (order_id = ? or order_id = '') order by voided_at limit 1`,
+    [store, token, transactionId],
+    'get',
+  )) as Row | undefined;
+  return voided ? { revokedAt: toDate(voided.voided_at)!, reason: voided.reason as string } : null;
+}
+
+/** Remembers a store-reported refund or chargeback (idempotent). */
+export async function recordVoided(em: Em, store: Store, token: string, orderId: string | null, voidedAt: Date, reason: string): Promise<void> {
+  await em.execute(
+    `insert into voided_purchase (store, purchase_token, order_id, voided_at, reason, recorded_at) values (?, ?, ?, ?, ?, now())
+     on conflict (store, purchase_token, order_id) do nothing`,
+    [store, token, orderId ?? '', voidedAt, reason],
+  );
+}
+
+/** The customer owning any transaction of a lineage, if one does. */
+export async function ownerOfLineage(em: Em, store: Store, lineageId: string): Promise<string | null> {
+  const row = (await em.execute<Row>(
+    `select c.app_user_id from purchase p join customer c on c.id = p.customer_id where p.store = ? and p.lineage_id = ? limit 1`,
+    [store, lineageId],
+    'get',
+  )) as Row | undefined;
+  return (row?.app_user_id as string | undefined) ?? null;
 }
 
 export interface StoreTaskRow {

@@ -3,6 +3,7 @@
 // purchase is re-read from Google and applied through the same recorder as submitReceipt.
 import type { Logger } from 'pino';
 import type { Orm } from '../persistence/orm.js';
+import { lineageOfToken, ownerOfLineage, recordVoided } from '../persistence/repository.js';
 import { decodeSnapshot } from '../persistence/snapshot-codec.js';
 import type { GooglePlayAdapter } from '../stores/google/adapter.js';
 import type { GoogleReading } from '../stores/google/normalize.js';
@@ -11,6 +12,9 @@ import type { PurchaseRecorder } from './purchase-recorder.js';
 import type { StoreTaskRunner } from './store-tasks.js';
 
 type Row = Record<string, unknown>;
+
+const DAY_MS = 86_400_000;
+const LEASE_MS = 5 * 60_000;
 
 export const SUBSCRIPTION_NOTIFICATION_TYPES: Record<number, string> = {
   1: 'SUBSCRIPTION_RECOVERED',
@@ -70,7 +74,7 @@ export class GoogleNotifications {
    * Takes a Pub/Sub push envelope. Malformed input: 400. Stored (or already stored): 200, whatever processing
    * does next. A database failure throws, so the endpoint answers 5xx and Pub/Sub delivers it again.
    */
-  async intake(envelope: unknown): Promise<IntakeResult> {
+  async intake(envelope: unknown, authenticated: boolean): Promise<IntakeResult> {
     const message = (envelope as { message?: { data?: unknown; messageId?: unknown; message_id?: unknown } } | null)?.message;
     const messageId = message?.messageId ?? message?.message_id;
     if (!message || typeof messageId !== 'string' || messageId.length === 0 || messageId.length > 255 || typeof message.data !== 'string') {
@@ -86,14 +90,15 @@ export class GoogleNotifications {
     const type = notificationType(notification);
     const now = this.clock();
     const rows = (await this.orm.em.getConnection().execute(
-      `insert into store_notification (store, message_id, type, payload, status, attempts, next_attempt_at, received_at)
-       values ('PLAY_STORE', ?, ?, ?, 'RECEIVED', 0, ?, ?)
+      `insert into store_notification (store, message_id, type, payload, authenticated, status, attempts, next_attempt_at, received_at)
+       values ('PLAY_STORE', ?, ?, ?, ?, 'RECEIVED', 1, ?, ?)
        on conflict (store, message_id) do nothing
        returning id`,
-      [messageId, type, JSON.stringify(notification), now, now],
+      // Leased while processed inline, so another instance's processDue does not take it at the same time.
+      [messageId, type, JSON.stringify(notification), authenticated, new Date(now.getTime() + LEASE_MS), now],
     )) as Row[];
     if (rows.length === 0) return { status: 200, duplicate: true, outcome: 'already received' };
-    const outcome = await this.processOne(Number(rows[0]!.id), notification, 1);
+    const outcome = await this.processOne(Number(rows[0]!.id), notification, 1, authenticated);
     return { status: 200, duplicate: false, outcome };
   }
 
@@ -103,20 +108,20 @@ export class GoogleNotifications {
       `update store_notification set attempts = attempts + 1, next_attempt_at = ?
        where id in (select id from store_notification where store = 'PLAY_STORE' and status = 'RECEIVED' and next_attempt_at <= ?
                     order by next_attempt_at limit ? for update skip locked)
-       returning id, payload, attempts`,
-      [new Date(now.getTime() + 5 * 60_000), now, limit],
+       returning id, payload, attempts, authenticated`,
+      [new Date(now.getTime() + LEASE_MS), now, limit],
     )) as Row[];
     for (const row of rows) {
       const payload = (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as DeveloperNotification;
-      await this.processOne(Number(row.id), payload, Number(row.attempts));
+      await this.processOne(Number(row.id), payload, Number(row.attempts), Boolean(row.authenticated));
     }
     return rows.length;
   }
 
-  private async processOne(id: number, n: DeveloperNotification, attempts: number): Promise<string> {
+  private async processOne(id: number, n: DeveloperNotification, attempts: number, authenticated: boolean): Promise<string> {
     const conn = this.orm.em.getConnection();
     try {
-      const outcome = await this.apply(n);
+      const outcome = await this.apply(n, authenticated);
       await conn.execute(`update store_notification set status = ?, processed_at = ?, last_error = null where id = ?`, [
         outcome.startsWith('ignored') ? 'IGNORED' : 'PROCESSED',
         this.clock(),
@@ -131,7 +136,7 @@ export class GoogleNotifications {
     }
   }
 
-  private async apply(n: DeveloperNotification): Promise<string> {
+  private async apply(n: DeveloperNotification, authenticated: boolean): Promise<string> {
     const packageName = n.packageName ?? '';
     if (n.testNotification) return 'ignored: test notification';
     if (!this.adapter.packageNames.includes(packageName)) {
@@ -141,12 +146,22 @@ export class GoogleNotifications {
     const eventTime = n.eventTimeMillis ? new Date(Number(n.eventTimeMillis)) : this.clock();
     if (n.voidedPurchaseNotification?.purchaseToken) {
       const v = n.voidedPurchaseNotification;
-      return this.revoke(v.purchaseToken!, v.orderId ?? null, eventTime, v.refundType === 2 ? 'VOIDED_QUANTITY' : 'VOIDED');
+      if (v.refundType === 2) {
+        this.log.warn({ token: v.purchaseToken, orderId: v.orderId }, 'quantity-based partial refund from Google: recorded, not applied (no partial clawback yet)');
+        return 'ignored: quantity-based partial refund';
+      }
+      // A refund revokes access and claws back credits: act on an authenticated push, or on Google's own list.
+      if (authenticated) return this.revoke(v.purchaseToken!, v.orderId ?? null, eventTime, 'VOIDED');
+      return this.revokeIfListed(packageName, v.purchaseToken!, v.orderId ?? null, eventTime);
     }
     if (n.subscriptionNotification?.purchaseToken) {
       const { purchaseToken, subscriptionId, notificationType: type } = n.subscriptionNotification;
-      // Revocation (refund with access removed) is not visible in the subscription resource: record it.
-      if (type === 12) await this.revoke(purchaseToken, null, eventTime, 'REVOKED');
+      // A revocation is not visible in the subscription resource. Unauthenticated pushes leave it to the
+      // Voided Purchases API, which lists revoked subscriptions too.
+      if (type === 12) {
+        if (authenticated) await this.revoke(purchaseToken, null, eventTime, 'REVOKED');
+        else await this.revokeIfListed(packageName, purchaseToken, null, eventTime);
+      }
       const productId = subscriptionId ?? (await this.storedProductOf(purchaseToken)) ?? (await this.lookUpSubscriptionProduct(packageName, purchaseToken));
       return this.reread(packageName, productId, purchaseToken);
     }
@@ -172,7 +187,7 @@ export class GoogleNotifications {
       if (owner) await this.pending.resolve({ store: 'PLAY_STORE', packageName: null, productId: '', purchaseToken: token, originalJson: null, signature: null }, 'REJECTED', reading.reason);
       return `rejected by Google: ${reading.reason}`;
     }
-    const owner = await this.ownerOf(token, reading.purchase.orderToken);
+    const owner = await this.ownerOf(token, reading.purchase.orderToken, reading.purchase.previousLineageToken);
     if (!owner) {
       await this.recorder.keepUnowned([reading.purchase]);
       return 'kept unowned until a customer submits it';
@@ -189,6 +204,8 @@ export class GoogleNotifications {
    */
   async revoke(token: string, orderId: string | null, at: Date, reason: string): Promise<string> {
     const conn = this.orm.em.getConnection();
+    // Remembered first: a refund for a purchase not stored yet applies when the purchase arrives.
+    await this.orm.em.fork().transactional((em) => recordVoided(em, 'PLAY_STORE', token, orderId, at, reason));
     const rows = (await conn.execute(
       `select p.store_transaction_id, p.lineage_id, c.app_user_id
        from purchase p left join customer c on c.id = p.customer_id
@@ -197,7 +214,7 @@ export class GoogleNotifications {
       orderId ? [token, orderId] : [token],
     )) as Row[];
     const row = rows[0];
-    if (!row) return 'ignored: voided purchase unknown here';
+    if (!row) return 'voided purchase recorded; it applies when the purchase is seen';
     const [latest] = (await conn.execute(
       `select snapshot from purchase_observation where store = 'PLAY_STORE' and lineage_id = ? and store_transaction_id = ?
        order by observed_at desc, id desc limit 1`,
@@ -226,27 +243,43 @@ export class GoogleNotifications {
       const key = `google:voided:${packageName}`;
       const conn = this.orm.em.getConnection();
       const [cursor] = (await conn.execute('select value from store_cursor where key = ?', [key])) as Row[];
-      // Google keeps voided purchases for 30 days.
-      let since = cursor ? Number(cursor.value) : now.getTime() - 30 * 86_400_000;
+      // Google accepts a start at most 30 days back, and filters on when it recorded a void, which can be later
+      // than the void time it reports: start from the last run minus a day of overlap (revoking is idempotent).
+      const oldest = now.getTime() - 30 * DAY_MS + 60 * 60_000;
+      const since = Math.max(oldest, cursor ? Number(cursor.value) - DAY_MS : oldest);
       for await (const page of this.adapter.voidedPurchases(packageName, since)) {
         for (const v of page) {
           if (!v.purchaseToken) continue;
           const at = v.voidedTimeMillis ? new Date(Number(v.voidedTimeMillis)) : now;
           const outcome = await this.revoke(v.purchaseToken, v.orderId ?? null, at, 'VOIDED');
           if (outcome.startsWith('revoked')) revoked++;
-          since = Math.max(since, at.getTime());
         }
-        await conn.execute(
-          `insert into store_cursor (key, value, updated_at) values (?, ?, now())
-           on conflict (key) do update set value = excluded.value, updated_at = now()`,
-          [key, String(since)],
-        );
       }
+      // Only after a complete pass: an interrupted run starts again from the previous position.
+      await conn.execute(
+        `insert into store_cursor (key, value, updated_at) values (?, ?, now())
+         on conflict (key) do update set value = excluded.value, updated_at = now()`,
+        [key, String(now.getTime())],
+      );
     }
     return revoked;
   }
 
-  private async ownerOf(token: string, orderToken: string | null): Promise<string | null> {
+  /** Revokes only what Google's Voided Purchases API confirms (for pushes that were not authenticated). */
+  private async revokeIfListed(packageName: string, token: string, orderId: string | null, eventTime: Date): Promise<string> {
+    try {
+      for await (const page of this.adapter.voidedPurchases(packageName, Math.max(eventTime.getTime() - DAY_MS, this.clock().getTime() - 30 * DAY_MS + 60_000))) {
+        const match = page.find((v) => v.purchaseToken === token && (!orderId || v.orderId === orderId));
+        if (match) return this.revoke(token, match.orderId ?? orderId, match.voidedTimeMillis ? new Date(Number(match.voidedTimeMillis)) : eventTime, 'VOIDED');
+      }
+    } catch (err) {
+      throw new RetryLater(`could not confirm the void with Google: ${(err as Error).message}`);
+    }
+    this.log.warn({ token, orderId }, 'unauthenticated void notification not confirmed by the Voided Purchases API; the hourly sync applies it if Google lists it');
+    return 'ignored: void not confirmed by Google (yet)';
+  }
+
+  private async ownerOf(token: string, orderToken: string | null, previousToken: string | null): Promise<string | null> {
     const conn = this.orm.em.getConnection();
     const [stored] = (await conn.execute(
       `select c.app_user_id from purchase p join customer c on c.id = p.customer_id where p.store = 'PLAY_STORE' and p.purchase_token = ? limit 1`,
@@ -255,10 +288,20 @@ export class GoogleNotifications {
     if (stored) return stored.app_user_id as string;
     const submitter = await this.pending.ownerOfToken(token);
     if (submitter) return submitter;
+    if (previousToken) {
+      // An upgrade, downgrade or resubscribe belongs to whoever owns the subscription it replaces.
+      const em = this.orm.em.fork();
+      const lineage = await lineageOfToken(em, 'PLAY_STORE', previousToken);
+      const owner = lineage ? await ownerOfLineage(em, 'PLAY_STORE', lineage) : null;
+      if (owner) return owner;
+    }
     if (!orderToken) return null;
-    // The app put the order token from createOrder, or its own user id, into obfuscatedAccountId.
+    // The app put the order token from createOrder, or its own user id, into obfuscatedAccountId. Only an
+    // existing order or customer is trusted: anything else (e.g. a hash of the user id) waits for the app.
     const [order] = (await conn.execute(`select c.app_user_id from purchase_order o join customer c on c.id = o.customer_id where o.token = ?`, [orderToken])) as Row[];
-    return (order?.app_user_id as string | undefined) ?? orderToken;
+    if (order) return order.app_user_id as string;
+    const [customer] = (await conn.execute('select app_user_id from customer where app_user_id = ?', [orderToken])) as Row[];
+    return (customer?.app_user_id as string | undefined) ?? null;
   }
 
   private async storedProductOf(token: string): Promise<string | null> {

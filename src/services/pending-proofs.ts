@@ -39,14 +39,18 @@ export class PendingProofs {
   }
 
   /** Keeps (or refreshes) a proof for retry. The first customer to submit a proof keeps it. */
-  async keep(appUserId: string, proof: PurchaseProof, orderId: string | null, reason: ReceiptReason, message: string, now: Date): Promise<void> {
+  /**
+   * Keeps (or refreshes) a proof for retry; the first customer to submit a proof keeps it. `attempts` is how
+   * many verifications were tried so far: a retry passes its count so the backoff grows, a fresh submission
+   * by the app starts again at the shortest wait.
+   */
+  async keep(appUserId: string, proof: PurchaseProof, orderId: string | null, reason: ReceiptReason, message: string, now: Date, attempts = 1): Promise<void> {
     await this.conn().execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
-       values (?, ?, ?, ?, ?, ?, 'PENDING', ?, 1, ?, ?, now(), now())
+       values (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, now(), now())
        on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = excluded.last_error,
-         attempts = pending_proof.attempts + 1, next_attempt_at = excluded.next_attempt_at, updated_at = now()
-       where pending_proof.status = 'PENDING'`,
-      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, nextAttemptAt(now, 1), message],
+         attempts = greatest(pending_proof.attempts, excluded.attempts), next_attempt_at = excluded.next_attempt_at, updated_at = now()`,
+      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, attempts, nextAttemptAt(now, attempts), message],
     );
   }
 

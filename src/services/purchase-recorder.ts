@@ -64,7 +64,8 @@ export class PurchaseRecorder {
       this.orm.em.fork().transactional(async (em) => {
         const ordered = (await this.placeInLineages(em, purchases)).sort(byLineageThenTransaction);
         for (const p of ordered) await repo.lockLineage(em, p.store, p.lineageId);
-        for (const p of ordered) {
+        for (const original of ordered) {
+          const p = await this.withKnownRevocation(em, original);
           const stored = await repo.insertOrLockPurchase(em, p, this.catalog.find(p.store, p.productId)?.kind ?? null, null);
           await repo.appendObservation(em, p);
           if (!stored.inserted && stored.customerId === null) await repo.refreshPurchaseFromHistory(em, stored.id, p.store, p.lineageId, p.transactionId, null);
@@ -82,11 +83,6 @@ export class PurchaseRecorder {
     const placed: NormalizedPurchase[] = [];
     for (const original of purchases) {
       let p = original;
-      if (p.store === 'PLAY_STORE' && p.revokedAt === null) {
-        // Google's purchase resources never show a refund: once voided, a transaction stays revoked.
-        const revoked = await repo.revocationOf(em, p.store, p.transactionId);
-        if (revoked) p = { ...p, revokedAt: revoked.revokedAt, revocationReason: revoked.reason };
-      }
       if (p.store === 'PLAY_STORE' && p.previousLineageToken) {
         const lineageId = await repo.lineageOfToken(em, p.store, p.previousLineageToken);
         if (lineageId && lineageId !== p.lineageId) p = { ...p, lineageId };
@@ -98,6 +94,16 @@ export class PurchaseRecorder {
       placed.push(p);
     }
     return placed;
+  }
+
+  /**
+   * Google's purchase resources never show a refund: a transaction the store voided stays revoked whatever a
+   * later read says. Looked up under the lineage lock, so a concurrent revocation is seen.
+   */
+  private async withKnownRevocation(em: Em, p: NormalizedPurchase): Promise<NormalizedPurchase> {
+    if (p.store !== 'PLAY_STORE' || p.revokedAt !== null) return p;
+    const revoked = await repo.revocationOf(em, p.store, p.transactionId, p.purchaseToken);
+    return revoked ? { ...p, revokedAt: revoked.revokedAt, revocationReason: revoked.reason } : p;
   }
 
   private async recordInTransaction(
@@ -122,7 +128,8 @@ export class PurchaseRecorder {
 
     const subscriptionLineages = new Map<string, { store: Store; lineageId: string }>();
     const oneTimeTransactions: NormalizedPurchase[] = [];
-    for (const p of purchases) {
+    for (const original of purchases) {
+      const p = await this.withKnownRevocation(em, original);
       const product = this.catalog.find(p.store, p.productId);
       // A renewal's new transaction id still belongs to whoever owns the subscription.
       const sub = await repo.lockSubscription(em, p.store, p.lineageId);

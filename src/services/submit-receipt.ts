@@ -65,7 +65,7 @@ export class SubmitReceiptService {
     const adapter = this.adapters[cmd.proof.store]!;
     const verification = await adapter.verify(cmd.proof);
     if (verification.status === 'PENDING') {
-      await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, verification.reason, verification.message, cmd.now);
+      await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, verification.reason, verification.message, cmd.now, attempts ?? 1);
       this.log.info({ store: cmd.proof.store, reason: verification.reason, attempts }, 'purchase proof kept for a later verification');
       return { status: 'PENDING', reason: verification.reason, message: verification.message, transactionIds: [] };
     }

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_KINDS } from '../support/databases.js';
-import { customerOf, DAY, PACKAGE, pushNotification, startGoogleApp, submitGoogle, subscription, type GoogleTestApp } from '../support/google.js';
+import { customerOf, DAY, eventually, PACKAGE, pushNotification, startGoogleApp, submitGoogle, subscription, type GoogleTestApp } from '../support/google.js';
 
 describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
   let t: GoogleTestApp;
@@ -48,6 +48,8 @@ describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
   ])('type %i %s re-reads the subscription and applies it', async (type, _name, next, expected, event) => {
     const { user, tok } = await subscriber();
     t.fake.setSubscription(tok, next(tok));
+    // An unauthenticated push revokes only what Google's Voided Purchases API lists.
+    if (type === 12) t.fake.addVoidedPurchase({ purchaseToken: tok, orderId: `${tok}-o0`, voidedTimeMillis: String(Date.now() - 1000), voidedReason: 1, voidedSource: 0 });
     const res = await pushNotification(t, subNotification(type, tok), id('msg'));
     expect(res.status).toBe(200);
     expect((await customerOf(t, user)).entitlements).toMatchObject([{ identifier: 'pro', ...expected }]);
@@ -88,9 +90,12 @@ describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
     expect((await customerOf(t, user)).entitlements).toMatchObject([{ identifier: 'pro', isActive: true, expiresAt: expiresLater.toISOString() }]);
   });
 
-  it('type 4 SUBSCRIPTION_PURCHASED attaches a purchase the app never reported, through obfuscatedExternalAccountId', async () => {
+  it('type 4 SUBSCRIPTION_PURCHASED attaches a purchase the app never reported to the customer named by obfuscatedExternalAccountId', async () => {
     const tok = id('direct');
     const user = id('direct-user');
+    // An existing customer (here: one who bought coins before).
+    t.fake.setProduct(`${tok}-coins`, { packageName: PACKAGE, productId: 'coins_100', purchaseState: 0, orderId: `${tok}-coins` });
+    await submitGoogle(t, user, 'coins_100', `${tok}-coins`);
     t.fake.setSubscription(tok, subscription('ACTIVE', { start, expiry, orderId: `${tok}-o0`, accountId: user }));
     expect((await pushNotification(t, subNotification(4, tok), id('msg'))).status).toBe(200);
     expect((await customerOf(t, user)).entitlements).toMatchObject([{ identifier: 'pro', isActive: true }]);
@@ -99,7 +104,8 @@ describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
 
   it('keeps a purchase first seen through a notification unowned until a customer submits its token', async () => {
     const tok = id('unowned');
-    t.fake.setSubscription(tok, subscription('ACTIVE', { start, expiry, orderId: `${tok}-o0` }));
+    // The account id is a hash of the user id, as Google recommends: it names no customer here.
+    t.fake.setSubscription(tok, subscription('ACTIVE', { start, expiry, orderId: `${tok}-o0`, accountId: 'sha256-4f2a9c' }));
     expect((await pushNotification(t, subNotification(4, tok), id('msg'))).status).toBe(200);
     const [row] = await t.app.orm.em.getConnection().execute('select customer_id from purchase where purchase_token = ?', [tok]);
     expect(row.customer_id).toBeNull();
@@ -145,10 +151,54 @@ describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
     const user = id('void-user');
     t.fake.setProduct(tok, { packageName: PACKAGE, productId: 'coins_100', purchaseState: 0, orderId: `${tok}-order` });
     await submitGoogle(t, user, 'coins_100', tok);
+    t.fake.addVoidedPurchase({ purchaseToken: tok, orderId: `${tok}-order`, voidedTimeMillis: String(Date.now() - 1000), voidedReason: 1, voidedSource: 0 });
     const res = await pushNotification(t, { voidedPurchaseNotification: { purchaseToken: tok, orderId: `${tok}-order`, productType: 2, refundType: 1 } }, id('msg'));
     expect(res.status).toBe(200);
     expect((await customerOf(t, user)).creditBalances).toEqual([{ currency: 'coins', balance: 0 }]);
     expect(await events(user)).toEqual(expect.arrayContaining(['CONSUMABLE_CREDIT', 'REFUND', 'CREDIT_CLAWBACK']));
+  });
+
+  it('does not revoke on an unauthenticated void notification that Google does not list', async () => {
+    const tok = id('fake-void');
+    const user = id('fake-void-user');
+    t.fake.setProduct(tok, { packageName: PACKAGE, productId: 'coins_100', purchaseState: 0, orderId: `${tok}-order` });
+    await submitGoogle(t, user, 'coins_100', tok);
+    const res = await pushNotification(t, { voidedPurchaseNotification: { purchaseToken: tok, orderId: `${tok}-order`, productType: 2, refundType: 1 } }, id('msg'));
+    expect(res.body.outcome).toBe('ignored: void not confirmed by Google (yet)');
+    expect((await customerOf(t, user)).creditBalances).toEqual([{ currency: 'coins', balance: 100 }]);
+  });
+
+  it('does not claw back a whole purchase for a quantity-based partial refund', async () => {
+    const tok = id('partial');
+    const user = id('partial-user');
+    t.fake.setProduct(tok, { packageName: PACKAGE, productId: 'coins_100', purchaseState: 0, orderId: `${tok}-order`, quantity: 3 });
+    await submitGoogle(t, user, 'coins_100', tok);
+    const res = await pushNotification(t, { voidedPurchaseNotification: { purchaseToken: tok, orderId: `${tok}-order`, productType: 2, refundType: 2 } }, id('msg'));
+    expect(res.body.outcome).toBe('ignored: quantity-based partial refund');
+    expect((await customerOf(t, user)).creditBalances).toEqual([{ currency: 'coins', balance: 300 }]);
+  });
+
+  it('applies a refund Google reported before the purchase was ever submitted', async () => {
+    const tok = id('void-first');
+    const user = id('void-first-user');
+    t.fake.setProduct(tok, { packageName: PACKAGE, productId: 'no_ads', purchaseState: 0, orderId: `${tok}-order` });
+    t.fake.addVoidedPurchase({ purchaseToken: tok, orderId: `${tok}-order`, voidedTimeMillis: String(Date.now() - 1000), voidedReason: 1, voidedSource: 0 });
+    const res = await pushNotification(t, { voidedPurchaseNotification: { purchaseToken: tok, orderId: `${tok}-order`, productType: 2, refundType: 1 } }, id('msg'));
+    expect(res.body.outcome).toBe('voided purchase recorded; it applies when the purchase is seen');
+    await submitGoogle(t, user, 'no_ads', tok);
+    expect((await customerOf(t, user)).entitlements).toMatchObject([{ identifier: 'no_ads', isActive: false, state: 'REVOKED' }]);
+  });
+
+  it('gives an upgrade seen only through a notification to the owner of the subscription it replaces', async () => {
+    const { user, tok } = await subscriber();
+    const newTok = id('upgrade');
+    const upgradeAt = new Date(now - DAY);
+    t.fake.setSubscription(newTok, subscription('ACTIVE', { start: upgradeAt, expiry: new Date(now + 364 * DAY), orderId: `${newTok}-o0`, linkedPurchaseToken: tok, productId: 'pro_monthly' }));
+    expect((await pushNotification(t, subNotification(4, newTok), id('msg'))).body.outcome).toBe(`applied to ${user}`);
+    const c = await customerOf(t, user);
+    expect(c.subscriptions).toHaveLength(1);
+    expect(c.entitlements).toMatchObject([{ identifier: 'pro', isActive: true, expiresAt: new Date(now + 364 * DAY).toISOString() }]);
+    expect(await eventually(() => t.fake.acknowledgements().includes(newTok))).toBe(true);
   });
 
   it('processes a message once however often Pub/Sub delivers it', async () => {
@@ -193,7 +243,7 @@ describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
     expect((await customerOf(t, user)).entitlements[0].expiresAt).toBe(new Date(now + 50 * DAY).toISOString());
   });
 
-  it('revokes what the Voided Purchases API lists, once, moving its cursor', async () => {
+  it('revokes what the Voided Purchases API lists, moving its cursor only after a complete pass', async () => {
     const tok = id('voided-api');
     const user = id('voided-user');
     t.fake.setProduct(tok, { packageName: PACKAGE, productId: 'no_ads', purchaseState: 0, orderId: `${tok}-order` });
@@ -201,9 +251,20 @@ describe.each(DATABASE_KINDS)('Google notifications on %s', (kind) => {
     t.fake.addVoidedPurchase({ purchaseToken: tok, orderId: `${tok}-order`, voidedTimeMillis: String(Date.now() - 1000), voidedReason: 1, voidedSource: 0 });
     expect(await t.app.services.googleNotifications!.syncVoidedPurchases(new Date())).toBe(1);
     expect((await customerOf(t, user)).entitlements).toMatchObject([{ identifier: 'no_ads', isActive: false, state: 'REVOKED' }]);
-    expect(await t.app.services.googleNotifications!.syncVoidedPurchases(new Date())).toBe(0);
     const [cursor] = await t.app.orm.em.getConnection().execute(`select value from store_cursor where key = ?`, [`google:voided:${PACKAGE}`]);
     expect(Number(cursor.value)).toBeGreaterThan(Date.now() - 60_000);
+    // The next run asks from the cursor minus a day of overlap, never more than 30 days back.
+    await t.app.services.googleNotifications!.syncVoidedPurchases(new Date());
+    const calls = t.fake.calls.filter((c) => c.path.endsWith('/voidedpurchases'));
+    const lastStart = Number(calls.at(-1)!.query.startTime);
+    expect(lastStart).toBeGreaterThan(Date.now() - 86_400_000 - 120_000);
+    expect(lastStart).toBeLessThan(Date.now() - 86_400_000 + 120_000);
+    // A failed page leaves the cursor where it was.
+    const before = Number((await t.app.orm.em.getConnection().execute(`select value from store_cursor where key = ?`, [`google:voided:${PACKAGE}`]))[0].value);
+    t.fake.failNext({ status: 503 }, { pathIncludes: 'voidedpurchases' });
+    await expect(t.app.services.googleNotifications!.syncVoidedPurchases(new Date(Date.now() + 3_600_000))).rejects.toThrow();
+    const after = Number((await t.app.orm.em.getConnection().execute(`select value from store_cursor where key = ?`, [`google:voided:${PACKAGE}`]))[0].value);
+    expect(after).toBe(before);
   });
 });
 
@@ -243,6 +304,16 @@ describe('Pub/Sub push authentication', () => {
     expect(res.status).toBe(401);
     const rows = await t.app.orm.em.getConnection().execute('select count(*)::int as n from store_notification where message_id = ?', [`auth-${_name}`]);
     expect(rows[0].n).toBe(0);
+  });
+
+  it('revokes on an authenticated void push without asking the Voided Purchases API', async () => {
+    t.fake.setProduct('auth-void', { packageName: PACKAGE, productId: 'no_ads', purchaseState: 0, orderId: 'GPA.av' });
+    await submitGoogle(t, 'vic', 'no_ads', 'auth-void');
+    const res = await pushNotification(t, { voidedPurchaseNotification: { purchaseToken: 'auth-void', orderId: 'GPA.av', productType: 2, refundType: 1 } }, 'auth-void-msg', {
+      authorization: `Bearer ${await token({ email: 'push@example.iam.gserviceaccount.com', email_verified: true })}`,
+    });
+    expect(res.body.outcome).toBe('revoked for vic');
+    expect(t.fake.calls.some((c) => c.path.endsWith('/voidedpurchases'))).toBe(false);
   });
 
   it('accepts a push signed by the configured key for the configured audience and account', async () => {

@@ -40,6 +40,7 @@ describe('config', () => {
     [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_LICENSE_KEYS: 'com.a.b:notakey' }, 'GOOGLE_LICENSE_KEYS', 'not a base64 RSA public key'],
     [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_API_ROOT_URL: 'nope' }, 'GOOGLE_API_ROOT_URL', 'not an http(s) URL'],
     [{ SCHEDULER_ENABLED: 'sometimes' }, 'SCHEDULER_ENABLED', 'not true or false'],
+    [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_PUBSUB_AUDIENCE: 'https://x' }, 'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL', 'required with GOOGLE_PUBSUB_AUDIENCE'],
     [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX', 'out of range'],
   ])('rejects %j naming %s', (input, key, problem) => {
     let error: unknown;

@@ -57,7 +57,16 @@ describe('subscriptionsv2 -> normalized purchase', () => {
     expect(reading.followUps).toEqual([{ kind: 'ACKNOWLEDGE_SUBSCRIPTION', packageName: 'com.example.app', productId: 'pro_monthly', token: 'tok' }]);
   });
 
+  it('never lets EXPIRED entitle, even with a line item expiry in the future', () => {
+    const reading = fromSubscriptionPurchase({ subscriptionState: 'SUBSCRIPTION_STATE_EXPIRED', lineItems: [line({ expiryTime: '2026-09-01T00:00:00Z' })] }, 'pro_monthly', ctx);
+    if (reading.status !== 'VERIFIED') throw new Error('expected VERIFIED');
+    expect(reading.purchase.expiresAt).toEqual(observedAt);
+    expect(snapshotState(reading.purchase, observedAt)).toBe('EXPIRED');
+  });
+
   it.each([
+    ['SUBSCRIPTION_STATE_UNSPECIFIED', 'PENDING', 'STORE_UNAVAILABLE'],
+    ['SUBSCRIPTION_STATE_SOMETHING_NEW', 'PENDING', 'STORE_UNAVAILABLE'],
     ['SUBSCRIPTION_STATE_PENDING', 'PENDING', 'PURCHASE_PENDING'],
     ['SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED', 'REJECTED', 'PURCHASE_CANCELED'],
   ])('%s is %s', (subscriptionState, status, reason) => {

@@ -34,11 +34,13 @@ export interface GoogleFailure {
 }
 
 export function describeGoogleError(err: unknown): GoogleFailure {
-  const e = err as { status?: unknown; code?: unknown; response?: { status?: number; data?: unknown }; message?: string };
+  const e = err as { status?: unknown; code?: unknown; response?: { status?: number; data?: unknown }; message?: string; config?: { url?: unknown } };
   const status = typeof e?.status === 'number' ? e.status : typeof e?.response?.status === 'number' ? e.response.status : typeof e?.code === 'number' ? e.code : null;
   const message = String(e?.message ?? err).slice(0, 500);
   // A refused token request (bad key, revoked service account) surfaces as an OAuth error, not an API status.
   if (/invalid_grant|invalid_client|unauthorized_client|account not found/i.test(message)) return { kind: 'AUTH', status, message };
+  // Any other refusal by the token endpoint is about our credentials too, never about the purchase.
+  if (status !== null && status < 500 && /\/token(\?|$)/.test(String(e?.config?.url ?? ''))) return { kind: 'AUTH', status, message };
   if (status === 404 || status === 410) return { kind: 'NOT_FOUND', status, message };
   if (status === 401 || status === 403) return { kind: 'AUTH', status, message };
   if (status === 400) return { kind: 'INVALID', status, message };

@@ -79,9 +79,16 @@ export function fromSubscriptionPurchase(s: SubscriptionPurchaseV2, productId: s
   if (state === 'SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED') {
     return { status: 'REJECTED', reason: 'PURCHASE_CANCELED', message: 'the pending purchase was canceled before it was paid' };
   }
+  if (!KNOWN_STATES.has(state)) {
+    // Never grant on a state we cannot read: keep the proof and look again later.
+    return { status: 'PENDING', reason: 'STORE_UNAVAILABLE', message: `Google reported subscriptionState ${state}, which this version does not know` };
+  }
   const item = s.lineItems?.find((i) => i.productId === productId) ?? s.lineItems?.[0];
   if (!item) return { status: 'REJECTED', reason: 'INVALID_PURCHASE_TOKEN', message: 'Google returned a subscription without line items' };
-  const expiresAt = time(item.expiryTime);
+  const expired = state === 'SUBSCRIPTION_STATE_EXPIRED';
+  const lineItemExpiry = time(item.expiryTime);
+  // EXPIRED does not entitle, whatever the line item's expiry says (e.g. a subscription revoked early).
+  const expiresAt = expired && (!lineItemExpiry || lineItemExpiry > ctx.observedAt) ? ctx.observedAt : lineItemExpiry;
   const startedAt = time(s.startTime) ?? ctx.observedAt;
   const inGrace = state === 'SUBSCRIPTION_STATE_IN_GRACE_PERIOD';
   const onHold = state === 'SUBSCRIPTION_STATE_ON_HOLD';
@@ -126,6 +133,15 @@ export function fromSubscriptionPurchase(s: SubscriptionPurchaseV2, productId: s
       : [];
   return { status: 'VERIFIED', purchase, followUps };
 }
+
+const KNOWN_STATES = new Set([
+  'SUBSCRIPTION_STATE_ACTIVE',
+  'SUBSCRIPTION_STATE_CANCELED',
+  'SUBSCRIPTION_STATE_IN_GRACE_PERIOD',
+  'SUBSCRIPTION_STATE_ON_HOLD',
+  'SUBSCRIPTION_STATE_PAUSED',
+  'SUBSCRIPTION_STATE_EXPIRED',
+]);
 
 function expirationReasonOf(s: SubscriptionPurchaseV2): ExpirationReason | null {
   const c = s.canceledStateContext;
