@@ -275,7 +275,8 @@ export const PendingProof = defineEntity({
 });
 
 export const STORE_TASK_KINDS = ['ACKNOWLEDGE_PRODUCT', 'ACKNOWLEDGE_SUBSCRIPTION', 'CONSUME_PRODUCT'] as const;
-export const STORE_TASK_STATUSES = ['PENDING', 'DONE'] as const;
+/** FAILED: the store refused for good (purchase gone or refunded); kept for support, not retried. */
+export const STORE_TASK_STATUSES = ['PENDING', 'DONE', 'FAILED'] as const;
 
 /** Calls the store must receive after a grant (acknowledge, consume), queued in the grant's transaction. */
 export const StoreTask = defineEntity({

@@ -118,13 +118,14 @@ export interface StoreTaskRow {
 }
 
 /** Queues an acknowledge/consume call once per (kind, token); returns the id when newly queued. */
-export async function queueStoreTask(em: Em, store: Store, task: { kind: string; packageName: string; productId: string; token: string }): Promise<number[]> {
+export async function queueStoreTask(em: Em, store: Store, task: { kind: string; packageName: string; productId: string; token: string }, now: Date): Promise<number[]> {
+  // Due at the service's clock (not the database's), which is what the runner claims by.
   const rows = await em.execute<Row[]>(
     `insert into store_task (store, kind, package_name, product_id, token, status, attempts, next_attempt_at, created_at)
-     values (?, ?, ?, ?, ?, 'PENDING', 0, now(), now())
+     values (?, ?, ?, ?, ?, 'PENDING', 0, ?, now())
      on conflict (kind, token) do nothing
      returning id`,
-    [store, task.kind, task.packageName, task.productId, task.token],
+    [store, task.kind, task.packageName, task.productId, task.token, now],
   );
   return rows.map((r) => Number(r.id));
 }

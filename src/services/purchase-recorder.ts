@@ -164,7 +164,7 @@ export class PurchaseRecorder {
     const held = new Set([...outcome.newTransactionIds, ...outcome.knownTransactionIds]);
     const heldTokens = new Set(purchases.filter((p) => held.has(p.transactionId)).map((p) => p.purchaseToken));
     for (const task of followUps) {
-      if (heldTokens.has(task.token)) outcome.queuedTaskIds.push(...(await repo.queueStoreTask(em, 'PLAY_STORE', task)));
+      if (heldTokens.has(task.token)) outcome.queuedTaskIds.push(...(await repo.queueStoreTask(em, 'PLAY_STORE', task, now)));
     }
     for (const p of oneTimeTransactions) {
       await this.applyOneTime(em, customerId, p, now);

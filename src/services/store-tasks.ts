@@ -4,7 +4,7 @@
 // never send the same call at once and a crashed instance's claims are taken over when the lease ends.
 import type { Logger } from 'pino';
 import type { Orm } from '../persistence/orm.js';
-import type { StoreTaskSpec } from '../stores/adapter.js';
+import { PermanentStoreTaskError, type StoreTaskSpec } from '../stores/adapter.js';
 import { nextAttemptAt } from './pending-proofs.js';
 
 type Row = Record<string, unknown>;
@@ -55,6 +55,11 @@ export class StoreTaskRunner {
         done++;
       } catch (err) {
         failed++;
+        if (err instanceof PermanentStoreTaskError) {
+          this.log.error({ task: task.id, kind: task.kind, token: task.token, err: err.message }, 'the store refused this call for good; closed as FAILED');
+          await this.orm.em.getConnection().execute(`update store_task set status = 'FAILED', last_error = ? where id = ?`, [err.message.slice(0, 1000), task.id]);
+          continue;
+        }
         const retryAt = nextAttemptAt(this.clock(), task.attempts);
         this.log.warn({ task: task.id, kind: task.kind, attempts: task.attempts, retryAt, err: (err as Error).message }, 'store call failed; retrying later');
         await this.orm.em.getConnection().execute('update store_task set next_attempt_at = ?, last_error = ? where id = ?', [retryAt, (err as Error).message.slice(0, 1000), task.id]);

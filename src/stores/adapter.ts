@@ -33,6 +33,11 @@ export interface StoreTaskSpec {
   token: string;
 }
 
+/** A store call the store refused for good: the task is closed as FAILED instead of retried. */
+export class PermanentStoreTaskError extends Error {
+  override name = 'PermanentStoreTaskError';
+}
+
 export type VerificationResult =
   | { status: 'VERIFIED'; purchases: NormalizedPurchase[]; followUps?: StoreTaskSpec[] }
   /** Not the proof's fault (store down, credentials refused): keep the proof and retry later. */

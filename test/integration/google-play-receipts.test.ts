@@ -136,6 +136,20 @@ describe.each(DATABASE_KINDS)('Google Play purchases on %s', (kind) => {
     expect(after.status).toBe('DONE');
   });
 
+  it('closes an acknowledgement Google refuses for good as FAILED instead of retrying it forever', async () => {
+    const tok = token('ackgone');
+    t.fake.setProduct(tok, product({ productId: 'no_ads' }));
+    t.fake.failNext({ status: 410 }, { pathIncludes: `${tok}:acknowledge` });
+    expect((await submitGoogle(t, `jay-${tok}`, 'no_ads', tok)).status).toBe('VERIFIED');
+    await t.app.services.storeTasks.idle();
+    const [task] = await t.app.orm.em.getConnection().execute(`select status, last_error from store_task where token = ?`, [tok]);
+    expect(task.status).toBe('FAILED');
+    expect(task.last_error).toContain('refused');
+    await t.app.services.storeTasks.runDue(new Date(Date.now() + 30 * 86_400_000));
+    // Not tried again: the one refused call is all Google saw.
+    expect(t.fake.calls.filter((c) => c.path.endsWith(`${tok}:acknowledge`))).toHaveLength(1);
+  });
+
   describe('subscriptions', () => {
     const now = Date.now();
     const start = new Date(now - 10 * DAY);

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { GoogleConfig } from '../../config/config.js';
 import type { Catalog } from '../../domain/catalog.js';
 import type { GoogleProof, PurchaseProof, StoreAdapter, VerificationResult } from '../adapter.js';
+import { PermanentStoreTaskError } from '../adapter.js';
 import { createAndroidPublisher, describeGoogleError, type GoogleFailure } from './client.js';
 import { isSignedByLicenseKey, licenseKey, signedPurchaseClaims } from './license.js';
 import { fromProductPurchase, fromSubscriptionPurchase, type GoogleReading, type StoreTaskSpec } from './normalize.js';
@@ -88,6 +89,9 @@ export class GooglePlayAdapter implements StoreAdapter {
       // Already acknowledged or consumed (another instance, an earlier attempt whose answer was lost): done.
       if (failure.kind === 'INVALID' && (await this.alreadyDone(task))) return;
       if (failure.kind === 'AUTH') this.logAuthFailure(failure);
+      // The purchase is gone or no longer in a state Google accepts this call for (e.g. refunded): retrying
+      // cannot help.
+      if (failure.kind === 'NOT_FOUND' || failure.kind === 'INVALID') throw new PermanentStoreTaskError(`${task.kind} refused: ${failure.message}`);
       throw new Error(`${task.kind} failed: ${failure.message}`);
     }
   }
