@@ -97,12 +97,4 @@ export class PendingProofs {
     ])) as Row[];
     return (rows[0]?.app_user_id as string | undefined) ?? null;
   }
-
-  async pendingFor(appUserId: string): Promise<{ store: string; reason: string; createdAt: Date; attempts: number }[]> {
-    const rows = (await this.conn().execute(
-      `select store, reason, created_at, attempts from pending_proof where app_user_id = ? and status = 'PENDING' order by created_at`,
-      [appUserId],
-    )) as Row[];
-    return rows.map((r) => ({ store: r.store as string, reason: r.reason as string, createdAt: toDate(r.created_at)!, attempts: Number(r.attempts) }));
-  }
 }
