@@ -1,7 +1,7 @@
 // SQL for the write path. Every function takes the entity manager of the caller's transaction so one
 // unit of work stays on one connection (PGlite serves one session at a time).
 import { randomUUID } from 'node:crypto';
-import type { EntitlementSource } from '../domain/engine.js';
+import { snapshotState, type EntitlementSource } from '../domain/engine.js';
 import type {
   CreditChange,
   DerivedEvent,
@@ -13,7 +13,7 @@ import type {
   SubscriptionState,
 } from '../domain/types.js';
 import type { Em } from './orm.js';
-import { decodeSnapshot, encodeSnapshot, fingerprint, toDate } from './snapshot-codec.js';
+import { decodeSnapshot, encodeSnapshot, factsFingerprint, fingerprint, toDate } from './snapshot-codec.js';
 
 type Row = Record<string, unknown>;
 
@@ -210,6 +210,25 @@ export async function setOneTimeFacts(em: Em, store: Store, transactionId: strin
 
 /** Appends a store statement; the same facts twice are stored once. Returns whether it was new. */
 export async function appendObservation(em: Em, p: NormalizedPurchase): Promise<boolean> {
+  // An app re-submits at every launch: a statement that repeats the transaction's latest one and implies the
+  // same state teaches nothing and is not stored, so histories grow with changes, not with reads. A repeat that
+  // implies another state (now past the expiry: a confirmed lapse) is stored.
+  const latest = (await em.execute<Row>(
+    `select snapshot from purchase_observation where store = ? and lineage_id = ? and store_transaction_id = ?
+     order by observed_at desc, id desc limit 1`,
+    [p.store, p.lineageId, p.transactionId],
+    'get',
+  )) as Row | undefined;
+  if (latest) {
+    const previous = decodeSnapshot(latest.snapshot as Row);
+    if (
+      p.observedAt.getTime() >= previous.observedAt.getTime() &&
+      factsFingerprint(previous) === factsFingerprint(p) &&
+      snapshotState(previous, previous.observedAt) === snapshotState(p, p.observedAt)
+    ) {
+      return false;
+    }
+  }
   const rows = await em.execute<Row[]>(
     `insert into purchase_observation (store, lineage_id, store_transaction_id, fingerprint, observed_at, snapshot, created_at)
      values (?, ?, ?, ?, ?, ?, now())

@@ -16,6 +16,12 @@ export function decodeSnapshot(json: Record<string, unknown>): NormalizedPurchas
   return out as unknown as NormalizedPurchase;
 }
 
+/** The statement's facts apart from when it was made and its raw bytes. */
+export function factsFingerprint(p: NormalizedPurchase): string {
+  const { raw: _raw, observedAt: _at, ...facts } = encodeSnapshot(p);
+  return createHash('sha256').update(canonicalJson(facts)).digest('hex');
+}
+
 /** Identifies a statement by its normalized facts: the same facts with other raw bytes are one observation. */
 export function fingerprint(p: NormalizedPurchase): string {
   const { raw: _raw, ...facts } = encodeSnapshot(p);

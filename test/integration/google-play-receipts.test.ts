@@ -182,6 +182,19 @@ describe.each(DATABASE_KINDS)('Google Play purchases on %s', (kind) => {
       expect(await submitGoogle(t, `subp-${tok}`, 'pro_monthly', tok)).toMatchObject({ status, reason, entitlements: [] });
     });
 
+    it('stores a repeated statement once, and again only when it means something new', async () => {
+      const tok = token('relaunch');
+      t.fake.setSubscription(tok, subscription('ACTIVE', { start, expiry, orderId: `${tok}-o0`, acknowledged: true }));
+      // The app re-submits at every launch.
+      for (let launch = 0; launch < 5; launch++) await submitGoogle(t, `relauncher-${tok}`, 'pro_monthly', tok);
+      const count = async () =>
+        (await t.app.orm.em.getConnection().execute('select count(*)::int as n from purchase_observation where lineage_id = ?', [tok]))[0].n;
+      expect(await count()).toBe(1);
+      t.fake.setSubscription(tok, subscription('CANCELED', { start, expiry, orderId: `${tok}-o0`, autoRenew: false, acknowledged: true }));
+      await submitGoogle(t, `relauncher-${tok}`, 'pro_monthly', tok);
+      expect(await count()).toBe(2);
+    });
+
     it('marks test purchases as sandbox and acknowledges the subscription after granting', async () => {
       const tok = token('subt');
       t.fake.setSubscription(tok, subscription('ACTIVE', { start, expiry, orderId: 'GPA.t', test: true }));
