@@ -106,6 +106,30 @@ export interface NormalizedPurchase {
   raw: unknown;
 }
 
+/**
+ * The facts of a purchase statement about which the store says nothing special: no expiry, no billing trouble,
+ * not revoked, bought by the user, one unit. Adapters and tests spread it, then set what the store did say.
+ */
+export const PLAIN_PURCHASE_FACTS = {
+  purchaseToken: null,
+  previousLineageToken: null,
+  expiresAt: null,
+  autoRenew: null,
+  billingRetry: false,
+  gracePeriodExpiresAt: null,
+  onHold: false,
+  paused: false,
+  autoResumeAt: null,
+  expirationReason: null,
+  revokedAt: null,
+  revocationReason: null,
+  ownership: 'PURCHASED',
+  quantity: 1,
+  orderToken: null,
+  offerType: null,
+  price: null,
+} as const satisfies Partial<NormalizedPurchase>;
+
 /** What the catalog says of one store product. */
 export interface CatalogProduct {
   store: Store;

@@ -1,7 +1,7 @@
 // SQL for the write path. Every function takes the entity manager of the caller's transaction so one
 // unit of work stays on one connection (PGlite serves one session at a time).
 import { randomUUID } from 'node:crypto';
-import { snapshotState, type EntitlementSource } from '../domain/engine.js';
+import { snapshotState, type EntitlementSource, type SubscriptionDerivation } from '../domain/engine.js';
 import type {
   CreditChange,
   DerivedEvent,
@@ -263,27 +263,8 @@ export async function lockSubscription(em: Em, store: Store, lineageId: string):
   return row ? { id: row.id as string, customerId: (row.customer_id as string | null) ?? null } : null;
 }
 
-export interface SubscriptionRow {
-  customerId: string | null;
-  store: Store;
-  environment: Environment;
-  lineageId: string;
-  productId: string;
-  state: SubscriptionState;
-  originalPurchasedAt: Date;
-  currentPeriodStartsAt: Date;
-  expiresAt: Date | null;
-  gracePeriodExpiresAt: Date | null;
-  autoResumeAt: Date | null;
-  willRenew: boolean;
-  ownership: string;
-  revokedAt: Date | null;
-  revocationReason: string | null;
-  expirationReason: string | null;
-  latestTransactionId: string;
-}
-
-export async function upsertSubscription(em: Em, s: SubscriptionRow): Promise<string> {
+/** Stores the engine's latest derivation of a subscription (its state columns are a cache of it). */
+export async function upsertSubscription(em: Em, customerId: string, s: SubscriptionDerivation): Promise<string> {
   const row = await em.execute<Row>(
     `insert into subscription (id, customer_id, store, environment, lineage_id, product_id, state, original_purchased_at,
        current_period_starts_at, expires_at, grace_period_expires_at, auto_resume_at, will_renew, ownership, revoked_at,
@@ -301,7 +282,7 @@ export async function upsertSubscription(em: Em, s: SubscriptionRow): Promise<st
      returning id`,
     [
       randomUUID(),
-      s.customerId,
+      customerId,
       s.store,
       s.environment,
       s.lineageId,

@@ -184,7 +184,7 @@ export class GoogleNotifications {
         throw new RetryLater(reading.message);
       }
       const owner = await this.pending.ownerOfToken(token);
-      if (owner) await this.pending.resolve({ store: 'PLAY_STORE', packageName: null, productId: '', purchaseToken: token, originalJson: null, signature: null }, 'REJECTED', reading.reason);
+      if (owner) await this.pending.resolveGoogleToken(token, 'REJECTED', reading.reason);
       return `rejected by Google: ${reading.reason}`;
     }
     const owner = await this.ownerOf(token, reading.purchase.orderToken, reading.purchase.previousLineageToken);
@@ -193,7 +193,7 @@ export class GoogleNotifications {
       return 'kept unowned until a customer submits it';
     }
     const outcome = await this.recorder.record(owner, [reading.purchase], this.clock(), reading.followUps);
-    await this.pending.resolve({ store: 'PLAY_STORE', packageName: null, productId: '', purchaseToken: token, originalJson: null, signature: null }, 'VERIFIED', 'OK');
+    await this.pending.resolveGoogleToken(token, 'VERIFIED', 'OK');
     this.tasks.runSoon(outcome.queuedTaskIds);
     return outcome.foreignTransactionIds.length > 0 ? 'belongs to another customer' : `applied to ${owner}`;
   }

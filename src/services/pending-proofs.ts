@@ -62,6 +62,11 @@ export class PendingProofs {
     );
   }
 
+  /** Records Google's definitive answer for a kept proof of this purchase token (notifications know only the token). */
+  async resolveGoogleToken(token: string, status: 'VERIFIED' | 'REJECTED', reason: string): Promise<void> {
+    await this.resolve({ store: 'PLAY_STORE', packageName: null, productId: '', purchaseToken: token, originalJson: null, signature: null }, status, reason);
+  }
+
   /** Leases up to `limit` due proofs for a retry (the lease is the next attempt time). */
   async claimDue(now: Date, limit: number): Promise<PendingProofRow[]> {
     const rows = (await this.conn().execute(

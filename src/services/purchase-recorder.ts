@@ -178,25 +178,7 @@ export class PurchaseRecorder {
   private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date): Promise<void> {
     const history = await repo.loadObservations(em, store, lineageId);
     const d = deriveSubscription(history, (s, id) => this.catalog.find(s, id), now);
-    await repo.upsertSubscription(em, {
-      customerId,
-      store: d.store,
-      environment: d.environment,
-      lineageId: d.lineageId,
-      productId: d.productId,
-      state: d.state,
-      originalPurchasedAt: d.originalPurchasedAt,
-      currentPeriodStartsAt: d.currentPeriodStartsAt,
-      expiresAt: d.expiresAt,
-      gracePeriodExpiresAt: d.gracePeriodExpiresAt,
-      autoResumeAt: d.autoResumeAt,
-      willRenew: d.willRenew,
-      ownership: d.ownership,
-      revokedAt: d.revokedAt,
-      revocationReason: d.revocationReason,
-      expirationReason: d.expirationReason,
-      latestTransactionId: d.latestTransactionId,
-    });
+    await repo.upsertSubscription(em, customerId, d);
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);
     await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
   }

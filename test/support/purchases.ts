@@ -1,5 +1,5 @@
 // Builds verified, normalized purchases as a store adapter would produce them.
-import type { NormalizedPurchase } from '../../src/domain/types.js';
+import { PLAIN_PURCHASE_FACTS, type NormalizedPurchase } from '../../src/domain/types.js';
 
 let counter = 0;
 
@@ -8,29 +8,13 @@ export function purchase(overrides: Partial<NormalizedPurchase> = {}): Normalize
   const transactionId = overrides.transactionId ?? `tx-${process.pid}-${counter}`;
   const purchasedAt = overrides.purchasedAt ?? new Date('2026-11-01T00:00:00Z');
   return {
+    ...PLAIN_PURCHASE_FACTS,
     store: 'APP_STORE',
     environment: 'PRODUCTION',
     productId: 'com.example.app.pro.monthly',
     transactionId,
     lineageId: overrides.lineageId ?? transactionId,
-    purchaseToken: null,
-    previousLineageToken: null,
     purchasedAt,
-    expiresAt: null,
-    autoRenew: null,
-    billingRetry: false,
-    gracePeriodExpiresAt: null,
-    onHold: false,
-    paused: false,
-    autoResumeAt: null,
-    expirationReason: null,
-    revokedAt: null,
-    revocationReason: null,
-    ownership: 'PURCHASED',
-    quantity: 1,
-    orderToken: null,
-    offerType: null,
-    price: null,
     observedAt: overrides.observedAt ?? purchasedAt,
     raw: { fake: true, transactionId },
     ...overrides,

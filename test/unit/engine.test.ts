@@ -9,12 +9,13 @@ import {
   type CatalogLookup,
   type EntitlementSource,
 } from '../../src/domain/engine.js';
-import type {
-  CatalogProduct,
-  EventType,
-  ExpirationReason,
-  NormalizedPurchase,
-  SubscriptionState,
+import {
+  PLAIN_PURCHASE_FACTS,
+  type CatalogProduct,
+  type EventType,
+  type ExpirationReason,
+  type NormalizedPurchase,
+  type SubscriptionState,
 } from '../../src/domain/types.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -29,29 +30,15 @@ const at = (days: number): Date => new Date(T0 + days * DAY);
 /** One subscription snapshot: period [day 0, day 30), auto-renew on, observed at day 0. */
 function snap(over: Partial<NormalizedPurchase> = {}): NormalizedPurchase {
   return {
+    ...PLAIN_PURCHASE_FACTS,
     store: 'APP_STORE',
     environment: 'PRODUCTION',
     productId: 'pro_monthly',
     transactionId: 't1',
     lineageId: 'L1',
-    purchaseToken: null,
-    previousLineageToken: null,
     purchasedAt: at(0),
     expiresAt: at(30),
     autoRenew: true,
-    billingRetry: false,
-    gracePeriodExpiresAt: null,
-    onHold: false,
-    paused: false,
-    autoResumeAt: null,
-    expirationReason: null,
-    revokedAt: null,
-    revocationReason: null,
-    ownership: 'PURCHASED',
-    quantity: 1,
-    orderToken: null,
-    offerType: null,
-    price: null,
     observedAt: at(0),
     raw: null,
     ...over,

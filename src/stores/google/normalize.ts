@@ -1,7 +1,7 @@
 // Google Play API resources -> the normalized purchase shape. Pure: no network, no clock.
 import type { androidpublisher_v3 } from 'googleapis';
 import type { ReceiptReason } from '../../domain/errors.js';
-import type { ExpirationReason, NormalizedPurchase, Price, ProductKind } from '../../domain/types.js';
+import { PLAIN_PURCHASE_FACTS, type ExpirationReason, type NormalizedPurchase, type Price, type ProductKind } from '../../domain/types.js';
 
 type ProductPurchase = androidpublisher_v3.Schema$ProductPurchase;
 type SubscriptionPurchaseV2 = androidpublisher_v3.Schema$SubscriptionPurchaseV2;
@@ -37,29 +37,18 @@ export function fromProductPurchase(p: ProductPurchase, productId: string, kind:
   }
   const purchasedAt = ms(p.purchaseTimeMillis) ?? ctx.observedAt;
   const purchase: NormalizedPurchase = {
+    ...PLAIN_PURCHASE_FACTS,
     store: 'PLAY_STORE',
     environment: p.purchaseType === 0 ? 'SANDBOX' : 'PRODUCTION',
     productId,
     transactionId: p.orderId || ctx.token,
     lineageId: ctx.token,
     purchaseToken: ctx.token,
-    previousLineageToken: null,
     purchasedAt,
-    expiresAt: null,
-    autoRenew: null,
-    billingRetry: false,
-    gracePeriodExpiresAt: null,
-    onHold: false,
-    paused: false,
-    autoResumeAt: null,
-    expirationReason: null,
     revokedAt: ctx.revokedAt ?? null,
     revocationReason: ctx.revokedAt ? (ctx.revocationReason ?? 'VOIDED') : null,
-    ownership: 'PURCHASED',
     quantity: p.quantity && p.quantity > 0 ? p.quantity : 1,
     orderToken: p.obfuscatedExternalAccountId ?? null,
-    offerType: null,
-    price: null,
     observedAt: ctx.observedAt,
     raw: p,
   };
