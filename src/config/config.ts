@@ -1,7 +1,7 @@
 // Typed configuration from environment variables and an optional config file (JSON or YAML).
 // Environment variables win over the file. Every problem is reported as one line naming the key.
 import { readFileSync } from 'node:fs';
-import { createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 
@@ -35,6 +35,31 @@ export interface GoogleConfig {
   pubsub: { audience: string; jwksUrl: string; issuers: readonly string[]; serviceAccountEmail: string } | null;
 }
 
+export type AppleEnvironment = 'PRODUCTION' | 'SANDBOX';
+
+export interface AppleConfig {
+  bundleId: string;
+  /** The app's Apple ID (App Store Connect, App Information); Apple requires it to verify production data. */
+  appAppleId: number | null;
+  /** Which App Store environment this deployment serves. */
+  environment: AppleEnvironment;
+  /** A PRODUCTION deployment also accepts sandbox purchases (App Review buys with sandbox accounts in
+   *  production builds); they are recorded with environment SANDBOX. */
+  acceptSandbox: boolean;
+  /** DER bytes of the trusted Apple root certificates. */
+  rootCertificates: readonly Buffer[];
+  /** Revocation (OCSP) checks and certificate dates as of now, through Apple's own verifier; needs Apple's OCSP
+   *  responders reachable. Off: certificate dates are checked at the payload's signedDate. */
+  onlineChecks: boolean;
+  /** Legacy verifyReceipt */
+  sharedSecret: string | null;
+  verifyReceiptUrl: string;
+  verifyReceiptSandboxUrl: string;
+  /** App Store Server API (in-app purchase key); null when not configured. */
+  api: { keyId: string; issuerId: string; privateKey: string; productionUrl: string; sandboxUrl: string } | null;
+  requestTimeoutMs: number;
+}
+
 export interface AppConfig {
   databaseUrl: string | null;
   dataDir: string;
@@ -51,6 +76,8 @@ export interface AppConfig {
   auth: AuthConfig;
   /** Google Play; null when not configured (proofs for it answer STORE_NOT_CONFIGURED). */
   google: GoogleConfig | null;
+  /** Apple App Store; null when not configured (proofs for it answer STORE_NOT_CONFIGURED). */
+  apple: AppleConfig | null;
   /** Whether this instance runs the background jobs (retries, acknowledgements). */
   schedulerEnabled: boolean;
   /** True when no credentials are configured: bound to loopback, every caller is treated as the server. */
@@ -96,6 +123,22 @@ export const CONFIG_KEYS = [
   'GOOGLE_PUBSUB_AUDIENCE',
   'GOOGLE_PUBSUB_JWKS_URL',
   'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL',
+  'APPLE_BUNDLE_ID',
+  'APPLE_APP_APPLE_ID',
+  'APPLE_ENVIRONMENT',
+  'APPLE_ACCEPT_SANDBOX',
+  'APPLE_ROOT_CERTIFICATES',
+  'APPLE_ONLINE_CHECKS',
+  'APPLE_SHARED_SECRET',
+  'APPLE_VERIFY_RECEIPT_URL',
+  'APPLE_VERIFY_RECEIPT_SANDBOX_URL',
+  'APPLE_KEY_ID',
+  'APPLE_ISSUER_ID',
+  'APPLE_PRIVATE_KEY_FILE',
+  'APPLE_PRIVATE_KEY',
+  'APPLE_API_URL',
+  'APPLE_API_SANDBOX_URL',
+  'APPLE_REQUEST_TIMEOUT_MS',
 ] as const;
 type Key = (typeof CONFIG_KEYS)[number];
 type Source = Partial<Record<string, unknown>>;
@@ -186,6 +229,7 @@ export function parseConfig(src: Source): AppConfig {
     entitlementCacheTtlMs: int(src, 'ENTITLEMENT_CACHE_TTL_MS', 5_000, 0, 3_600_000),
     auth,
     google: parseGoogle(src),
+    apple: parseApple(src),
     schedulerEnabled: bool(src, 'SCHEDULER_ENABLED', true),
     devMode,
   };
@@ -265,6 +309,92 @@ function parseGoogle(src: Source): GoogleConfig | null {
   };
 }
 
+const APPLE_SETTINGS = CONFIG_KEYS.filter((k) => k.startsWith('APPLE_') && k !== 'APPLE_BUNDLE_ID');
+
+function parseApple(src: Source): AppleConfig | null {
+  const bundleId = optionalString(src, 'APPLE_BUNDLE_ID');
+  if (bundleId === null) {
+    const stray = APPLE_SETTINGS.find((k) => optionalString(src, k) !== null);
+    if (stray) throw new ConfigError('APPLE_BUNDLE_ID', `${stray} is set but APPLE_BUNDLE_ID is not: set the app's bundle id to enable the App Store`);
+    return null;
+  }
+  if (!PACKAGE_NAME.test(bundleId) && !/^[A-Za-z0-9.-]+$/.test(bundleId)) throw new ConfigError('APPLE_BUNDLE_ID', `"${bundleId}" is not a bundle id`);
+  const environment = oneOf(src, 'APPLE_ENVIRONMENT', ['PRODUCTION', 'SANDBOX'] as const, 'PRODUCTION');
+  const appAppleIdText = optionalString(src, 'APPLE_APP_APPLE_ID');
+  const appAppleId = appAppleIdText === null ? null : int(src, 'APPLE_APP_APPLE_ID', 0, 1, Number.MAX_SAFE_INTEGER);
+  if (environment === 'PRODUCTION' && appAppleId === null) {
+    throw new ConfigError('APPLE_APP_APPLE_ID', "is required in PRODUCTION: the app's Apple ID from App Store Connect (App Information), which Apple's signed data names");
+  }
+  const rootPaths = list(src, 'APPLE_ROOT_CERTIFICATES');
+  if (rootPaths.length === 0) {
+    throw new ConfigError('APPLE_ROOT_CERTIFICATES', 'list the Apple root certificate files (e.g. AppleRootCA-G3.cer from https://www.apple.com/certificateauthority/)');
+  }
+  const rootCertificates = rootPaths.map((path) => readCertificate('APPLE_ROOT_CERTIFICATES', path));
+  const keyId = optionalString(src, 'APPLE_KEY_ID');
+  const issuerId = optionalString(src, 'APPLE_ISSUER_ID');
+  const keyFile = optionalString(src, 'APPLE_PRIVATE_KEY_FILE');
+  const keyInline = optionalString(src, 'APPLE_PRIVATE_KEY');
+  if (keyFile !== null && keyInline !== null) throw new ConfigError('APPLE_PRIVATE_KEY', 'set either this or APPLE_PRIVATE_KEY_FILE, not both');
+  const keySource = keyFile !== null ? 'APPLE_PRIVATE_KEY_FILE' : 'APPLE_PRIVATE_KEY';
+  const anyApi = keyId ?? issuerId ?? keyFile ?? keyInline;
+  let api: AppleConfig['api'] = null;
+  if (anyApi !== null) {
+    if (keyId === null) throw new ConfigError('APPLE_KEY_ID', 'is required with an App Store Server API key: the key id of your in-app purchase key');
+    if (issuerId === null) throw new ConfigError('APPLE_ISSUER_ID', 'is required with an App Store Server API key: the issuer id from App Store Connect (Users and Access, Integrations)');
+    if (keyFile === null && keyInline === null) throw new ConfigError('APPLE_PRIVATE_KEY_FILE', 'is required with APPLE_KEY_ID: the .p8 in-app purchase key file');
+    let privateKey = keyInline?.replace(/\\n/g, '\n') ?? '';
+    if (keyFile !== null) {
+      try {
+        privateKey = readFileSync(keyFile, 'utf8');
+      } catch (err) {
+        throw new ConfigError(keySource, `cannot read ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    }
+    try {
+      const key = createPrivateKey(privateKey);
+      if (key.asymmetricKeyType !== 'ec') throw new Error('not EC');
+    } catch {
+      throw new ConfigError(keySource, 'is not an App Store Connect in-app purchase key (a PKCS#8 EC private key, the .p8 file)');
+    }
+    api = {
+      keyId,
+      issuerId,
+      privateKey,
+      productionUrl: withoutSlash(optionalUrl(src, 'APPLE_API_URL') ?? 'https://api.storekit.itunes.apple.com'),
+      sandboxUrl: withoutSlash(optionalUrl(src, 'APPLE_API_SANDBOX_URL') ?? 'https://api.storekit-sandbox.itunes.apple.com'),
+    };
+  }
+  return {
+    bundleId,
+    appAppleId,
+    environment,
+    acceptSandbox: environment === 'SANDBOX' || bool(src, 'APPLE_ACCEPT_SANDBOX', false),
+    rootCertificates,
+    onlineChecks: bool(src, 'APPLE_ONLINE_CHECKS', false),
+    sharedSecret: optionalString(src, 'APPLE_SHARED_SECRET'),
+    verifyReceiptUrl: optionalUrl(src, 'APPLE_VERIFY_RECEIPT_URL') ?? 'https://buy.itunes.apple.com/verifyReceipt',
+    verifyReceiptSandboxUrl: optionalUrl(src, 'APPLE_VERIFY_RECEIPT_SANDBOX_URL') ?? 'https://sandbox.itunes.apple.com/verifyReceipt',
+    api,
+    requestTimeoutMs: int(src, 'APPLE_REQUEST_TIMEOUT_MS', 10_000, 100, 120_000),
+  };
+}
+
+/** Reads a certificate file, DER or PEM, as DER. */
+function readCertificate(key: Key, path: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(key, `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    return new X509Certificate(bytes).raw;
+  } catch {
+    throw new ConfigError(key, `${path} is not an X.509 certificate (DER or PEM)`);
+  }
+}
+
+const withoutSlash = (url: string) => url.replace(/\/+$/, '');
 const withSlash = (url: string) => (url.endsWith('/') ? url : `${url}/`);
 
 function bool(src: Source, key: Key, fallback: boolean): boolean {
@@ -287,6 +417,12 @@ export function redactConfig(config: AppConfig): Record<string, unknown> {
     google: config.google && {
       ...config.google,
       serviceAccount: { client_email: config.google.serviceAccount.client_email, private_key: '***' },
+    },
+    apple: config.apple && {
+      ...config.apple,
+      rootCertificates: `${config.apple.rootCertificates.length} certificate(s)`,
+      sharedSecret: config.apple.sharedSecret ? '***' : null,
+      api: config.apple.api && { ...config.apple.api, privateKey: '***' },
     },
     auth: {
       apiKeys: `${config.auth.apiKeys.length} key(s)`,

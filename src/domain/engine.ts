@@ -625,6 +625,8 @@ export interface EntitlementSource {
   gracePeriodExpiresAt: Date | null;
   willRenew: boolean;
   revokedAt: Date | null;
+  /** Absent in sources cached before ownership was recorded: those were bought by the customer. */
+  ownership?: Ownership;
 }
 
 export interface EntitlementView {
@@ -637,6 +639,8 @@ export interface EntitlementView {
   productId: string;
   store: Store;
   isSandbox: boolean;
+  /** FAMILY_SHARED: a family member bought it and shares it through Apple's Family Sharing. */
+  ownership: Ownership;
   purchasedAt: Date;
 }
 
@@ -700,6 +704,7 @@ function toView(identifier: string, best: Candidate): EntitlementView {
     productId: source.productId,
     store: source.store,
     isSandbox: source.environment === 'SANDBOX',
+    ownership: source.ownership ?? 'PURCHASED',
     purchasedAt: source.purchasedAt,
   };
 }

@@ -4,10 +4,12 @@ import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-gr
 import { RECEIPT_REASONS, RECEIPT_STATUSES, type ReceiptReason, type ReceiptStatus } from '../domain/errors.js';
 import {
   ENVIRONMENTS,
+  OWNERSHIPS,
   PRODUCT_KINDS,
   STORES,
   SUBSCRIPTION_STATES,
   type Environment,
+  type Ownership,
   type ProductKind,
   type Store,
   type SubscriptionState,
@@ -21,10 +23,12 @@ export const ProductKindEnum = enumOf(PRODUCT_KINDS);
 export const SubscriptionStateEnum = enumOf(SUBSCRIPTION_STATES);
 export const ReceiptStatusEnum = enumOf(RECEIPT_STATUSES);
 export const ReceiptReasonEnum = enumOf(RECEIPT_REASONS);
+export const OwnershipEnum = enumOf(OWNERSHIPS);
 
 registerEnumType(StoreEnum, { name: 'Store', description: 'APP_STORE (Apple) or PLAY_STORE (Google).' });
 registerEnumType(EnvironmentEnum, { name: 'Environment', description: 'PRODUCTION, or SANDBOX for test purchases (App Review, testers).' });
 registerEnumType(ProductKindEnum, { name: 'ProductKind' });
+registerEnumType(OwnershipEnum, { name: 'Ownership', description: 'PURCHASED by the customer, or FAMILY_SHARED with them by a family member (Apple).' });
 registerEnumType(SubscriptionStateEnum, {
   name: 'SubscriptionState',
   description: 'ACTIVE, CANCELED (auto-renew off, not yet expired) and GRACE (billing retry, access kept) entitle; the others do not.',
@@ -43,6 +47,7 @@ export class Entitlement {
   @Field(() => String, { description: 'The store product that grants it.' }) productId!: string;
   @Field(() => StoreEnum) store!: Store;
   @Field(() => Boolean) isSandbox!: boolean;
+  @Field(() => OwnershipEnum, { description: 'FAMILY_SHARED: shared by a family member through Apple Family Sharing.' }) ownership!: Ownership;
   @Field(() => Date) purchasedAt!: Date;
 }
 
@@ -62,6 +67,7 @@ export class Subscription {
   @Field(() => Boolean) willRenew!: boolean;
   @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
   @Field(() => String, { nullable: true }) expirationReason!: string | null;
+  @Field(() => OwnershipEnum) ownership!: Ownership;
   @Field(() => String, { description: 'Apple originalTransactionId; Google: the first purchase token of the chain.' })
   originalTransactionId!: string;
   @Field(() => String) latestTransactionId!: string;
@@ -80,6 +86,7 @@ export class NonSubscriptionPurchase {
   @Field(() => Date, { nullable: true }) expiresAt!: Date | null;
   @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
   @Field(() => Int) quantity!: number;
+  @Field(() => OwnershipEnum) ownership!: Ownership;
 }
 
 @ObjectType()

@@ -32,7 +32,7 @@ export interface HttpServerOptions {
 
 /** Legacy App Store receipts can be several megabytes; queries never need to be. */
 const MAX_BODY_BYTES = 6 * 1024 * 1024;
-const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics', '/notifications/google'];
+const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics', '/notifications/google', '/notifications/apple'];
 const MAX_QUERY_CHARS = 100_000;
 
 export class HttpServer {
@@ -101,6 +101,7 @@ export class HttpServer {
       else if (path === '/readyz') await this.readiness(res);
       else if (path === '/metrics') await this.metricsEndpoint(res);
       else if (path === '/notifications/google') await this.googleNotification(req, res, requestId);
+      else if (path === '/notifications/apple') await this.appleNotification(req, res, requestId);
       else sendJson(res, 404, { error: 'not found', paths: ROUTES });
     } catch (err) {
       this.o.log.error({ err, requestId }, 'request failed');
@@ -198,6 +199,33 @@ export class HttpServer {
       return sendJson(res, 400, { error: result.error });
     }
     this.o.log.info({ requestId, duplicate: result.duplicate, outcome: result.outcome }, 'Google notification');
+    sendJson(res, 200, { ok: true, duplicate: result.duplicate, outcome: result.outcome });
+  }
+
+  /** App Store Server Notifications V2 endpoint (the URL set in App Store Connect, App Information). */
+  private async appleNotification(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const handler = this.o.services.appleNotifications;
+    if (!handler) return sendJson(res, 404, { error: 'the App Store is not configured on this server' });
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return sendJson(res, 405, { error: 'use POST' });
+    }
+    const text = await readBody(req);
+    if (text === null) return sendJson(res, 413, { error: 'body too large' });
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      this.o.log.warn({ requestId, body: text.slice(0, 500) }, 'App Store notification with a body that is not JSON');
+      return sendJson(res, 400, { error: 'body is not JSON' });
+    }
+    // A database failure propagates: the 500 makes Apple send the notification again.
+    const result = await handler.intake(body);
+    if (result.status !== 200) {
+      this.o.log.warn({ requestId, status: result.status, error: result.error }, 'App Store notification refused');
+      return sendJson(res, result.status, { error: result.error });
+    }
+    this.o.log.info({ requestId, duplicate: result.duplicate, outcome: result.outcome }, 'App Store notification');
     sendJson(res, 200, { ok: true, duplicate: result.duplicate, outcome: result.outcome });
   }
 

@@ -321,6 +321,8 @@ export const StoreNotification = defineEntity({
     attempts: p.integer().default(0),
     nextAttemptAt: ts(),
     lastError: p.text().nullable(),
+    /** What processing did with it, for support (e.g. "applied to user-1", "ignored: test notification"). */
+    outcome: p.text().nullable(),
     receivedAt: createdAt(),
     processedAt: ts().nullable(),
   },

@@ -8,6 +8,7 @@ import type {
   Environment,
   GrantSpan,
   NormalizedPurchase,
+  Ownership,
   ProductKind,
   Store,
   SubscriptionState,
@@ -106,6 +107,22 @@ export async function ownerOfLineage(em: Em, store: Store, lineageId: string): P
     'get',
   )) as Row | undefined;
   return (row?.app_user_id as string | undefined) ?? null;
+}
+
+/**
+ * The customer an order token names: the token of an order from createOrder, or the customer's own id (apps
+ * that pass their user id as Apple's appAccountToken or Google's obfuscatedAccountId). Only an existing order
+ * or customer is trusted: anything else waits for the app to submit the purchase.
+ */
+export async function ownerOfOrderToken(em: Em, token: string): Promise<string | null> {
+  const order = (await em.execute<Row>(
+    `select c.app_user_id from purchase_order o join customer c on c.id = o.customer_id where o.token = ?`,
+    [token],
+    'get',
+  )) as Row | undefined;
+  if (order) return order.app_user_id as string;
+  const customer = (await em.execute<Row>('select app_user_id from customer where app_user_id = ?', [token], 'get')) as Row | undefined;
+  return (customer?.app_user_id as string | undefined) ?? null;
 }
 
 export interface StoreTaskRow {
@@ -427,12 +444,12 @@ export async function refreshEntitlementSources(
   entitlementsOf: (store: Store, productId: string) => readonly string[],
 ): Promise<EntitlementSource[]> {
   const subs = await em.execute<Row[]>(
-    `select store, environment, product_id, state, original_purchased_at, expires_at, grace_period_expires_at, will_renew, revoked_at
+    `select store, environment, product_id, state, original_purchased_at, expires_at, grace_period_expires_at, will_renew, revoked_at, ownership
      from subscription where customer_id = ?`,
     [customerId],
   );
   const oneTime = await em.execute<Row[]>(
-    `select store, environment, product_id, kind, purchased_at, expires_at, revoked_at
+    `select store, environment, product_id, kind, purchased_at, expires_at, revoked_at, ownership
      from purchase where customer_id = ? and kind in ('NON_CONSUMABLE', 'NON_RENEWING')`,
     [customerId],
   );
@@ -451,6 +468,7 @@ export async function refreshEntitlementSources(
         gracePeriodExpiresAt: toDate(s.grace_period_expires_at),
         willRenew: Boolean(s.will_renew),
         revokedAt: toDate(s.revoked_at),
+        ownership: s.ownership as Ownership,
       });
     }
   }
@@ -468,6 +486,7 @@ export async function refreshEntitlementSources(
         gracePeriodExpiresAt: null,
         willRenew: false,
         revokedAt: toDate(p.revoked_at),
+        ownership: p.ownership as Ownership,
       });
     }
   }

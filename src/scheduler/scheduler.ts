@@ -21,6 +21,8 @@ export function jobsFor(services: Services): Job[] {
     jobs.push({ name: 'google-notifications', cron: '* * * * *', run: () => google.processDue(now()) });
     jobs.push({ name: 'google-voided-purchases', cron: '17 * * * *', run: () => google.syncVoidedPurchases(now()) });
   }
+  const apple = services.appleNotifications;
+  if (apple) jobs.push({ name: 'apple-notifications', cron: '* * * * *', run: () => apple.processDue(now()) });
   return jobs;
 }
 

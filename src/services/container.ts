@@ -4,7 +4,9 @@ import type { AppConfig } from '../config/config.js';
 import type { Catalog } from '../domain/catalog.js';
 import type { Orm } from '../persistence/orm.js';
 import type { StoreAdapters } from '../stores/adapter.js';
+import { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { GooglePlayAdapter } from '../stores/google/adapter.js';
+import { AppleNotifications } from './apple-notifications.js';
 import { CreditService } from './credits.js';
 import { CustomerQueries } from './customer-queries.js';
 import { EntitlementReader, ormCustomerLookup, type CustomerLookup } from './entitlement-reader.js';
@@ -29,12 +31,14 @@ export interface Services {
   storeTasks: StoreTaskRunner;
   /** Null unless Google Play is configured. */
   googleNotifications: GoogleNotifications | null;
+  /** Null unless the App Store is configured. */
+  appleNotifications: AppleNotifications | null;
 }
 
 export interface ServiceOptions {
   orm: Orm;
   catalog: Catalog;
-  config: Pick<AppConfig, 'google' | 'entitlementCacheTtlMs'>;
+  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs'>;
   clock: Clock;
   log: Logger;
   customerLookup?: CustomerLookup;
@@ -45,7 +49,10 @@ export function createServices(o: ServiceOptions): Services {
   const reader = new EntitlementReader(o.customerLookup ?? ormCustomerLookup(orm), o.config.entitlementCacheTtlMs);
   const recorder = new PurchaseRecorder(orm, catalog, (appUserId) => reader.invalidate(appUserId));
   const google = o.config.google ? new GooglePlayAdapter(o.config.google, catalog, log.child({ store: 'PLAY_STORE' }), clock) : null;
-  const adapters: StoreAdapters = google ? { PLAY_STORE: google } : {};
+  const apple = o.config.apple ? new AppStoreAdapter(o.config.apple, catalog, log.child({ store: 'APP_STORE' }), clock) : null;
+  const adapters: StoreAdapters = {};
+  if (google) adapters.PLAY_STORE = google;
+  if (apple) adapters.APP_STORE = apple;
   const pendingProofs = new PendingProofs(orm);
   const storeTasks = new StoreTaskRunner(orm, google, clock, log);
   return {
@@ -60,5 +67,6 @@ export function createServices(o: ServiceOptions): Services {
     pendingProofs,
     storeTasks,
     googleNotifications: google ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log) : null,
+    appleNotifications: apple ? new AppleNotifications(orm, apple, recorder, clock, log.child({ store: 'APP_STORE' })) : null,
   };
 }

@@ -1,6 +1,6 @@
 // Read-side queries for the customer view beyond the hot entitlement check: subscriptions, one-time
 // purchases, credit balances, events. Lean SQL, no entity hydration.
-import type { Environment, ProductKind, Store, SubscriptionState } from '../domain/types.js';
+import type { Environment, Ownership, ProductKind, Store, SubscriptionState } from '../domain/types.js';
 import type { Orm } from '../persistence/orm.js';
 import { toDate } from '../persistence/snapshot-codec.js';
 
@@ -19,6 +19,7 @@ export interface SubscriptionView {
   autoResumeAt: Date | null;
   willRenew: boolean;
   revokedAt: Date | null;
+  ownership: Ownership;
   expirationReason: string | null;
   latestTransactionId: string;
   originalTransactionId: string;
@@ -34,6 +35,7 @@ export interface PurchaseView {
   purchasedAt: Date;
   expiresAt: Date | null;
   revokedAt: Date | null;
+  ownership: Ownership;
   quantity: number;
 }
 
@@ -52,7 +54,7 @@ export class CustomerQueries {
   async subscriptions(customerId: string): Promise<SubscriptionView[]> {
     const rows = await this.query(
       `select id, store, environment, product_id, state, original_purchased_at, current_period_starts_at, expires_at,
-         grace_period_expires_at, auto_resume_at, will_renew, revoked_at, expiration_reason, latest_transaction_id, lineage_id
+         grace_period_expires_at, auto_resume_at, will_renew, revoked_at, expiration_reason, latest_transaction_id, lineage_id, ownership
        from subscription where customer_id = ? order by original_purchased_at desc, id`,
       [customerId],
     );
@@ -69,6 +71,7 @@ export class CustomerQueries {
       autoResumeAt: toDate(r.auto_resume_at),
       willRenew: Boolean(r.will_renew),
       revokedAt: toDate(r.revoked_at),
+      ownership: r.ownership as Ownership,
       expirationReason: (r.expiration_reason as string | null) ?? null,
       latestTransactionId: r.latest_transaction_id as string,
       originalTransactionId: r.lineage_id as string,
@@ -77,7 +80,7 @@ export class CustomerQueries {
 
   async oneTimePurchases(customerId: string): Promise<PurchaseView[]> {
     const rows = await this.query(
-      `select id, store, environment, product_id, kind, store_transaction_id, purchased_at, expires_at, revoked_at, quantity
+      `select id, store, environment, product_id, kind, store_transaction_id, purchased_at, expires_at, revoked_at, quantity, ownership
        from purchase where customer_id = ? and kind <> 'AUTO_RENEWABLE' order by purchased_at desc, id`,
       [customerId],
     );
@@ -91,6 +94,7 @@ export class CustomerQueries {
       purchasedAt: toDate(r.purchased_at)!,
       expiresAt: toDate(r.expires_at),
       revokedAt: toDate(r.revoked_at),
+      ownership: r.ownership as Ownership,
       quantity: Number(r.quantity),
     }));
   }

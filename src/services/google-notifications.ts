@@ -3,18 +3,18 @@
 // purchase is re-read from Google and applied through the same recorder as submitReceipt.
 import type { Logger } from 'pino';
 import type { Orm } from '../persistence/orm.js';
-import { lineageOfToken, ownerOfLineage, recordVoided } from '../persistence/repository.js';
+import { lineageOfToken, ownerOfLineage, ownerOfOrderToken, recordVoided } from '../persistence/repository.js';
 import { decodeSnapshot } from '../persistence/snapshot-codec.js';
 import type { GooglePlayAdapter } from '../stores/google/adapter.js';
 import type { GoogleReading } from '../stores/google/normalize.js';
-import { nextAttemptAt, type PendingProofs } from './pending-proofs.js';
+import { NotificationInbox } from './notification-inbox.js';
+import type { PendingProofs } from './pending-proofs.js';
 import type { PurchaseRecorder } from './purchase-recorder.js';
 import type { StoreTaskRunner } from './store-tasks.js';
 
 type Row = Record<string, unknown>;
 
 const DAY_MS = 86_400_000;
-const LEASE_MS = 5 * 60_000;
 
 export const SUBSCRIPTION_NOTIFICATION_TYPES: Record<number, string> = {
   1: 'SUBSCRIPTION_RECOVERED',
@@ -60,6 +60,8 @@ class RetryLater extends Error {}
 export type IntakeResult = { status: 200; duplicate: boolean; outcome: string } | { status: 400; error: string };
 
 export class GoogleNotifications {
+  private readonly inbox: NotificationInbox<DeveloperNotification>;
+
   constructor(
     private readonly orm: Orm,
     private readonly adapter: GooglePlayAdapter,
@@ -68,7 +70,9 @@ export class GoogleNotifications {
     private readonly tasks: StoreTaskRunner,
     private readonly clock: () => Date,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.inbox = new NotificationInbox(orm, 'PLAY_STORE', clock);
+  }
 
   /**
    * Takes a Pub/Sub push envelope. Malformed input: 400. Stored (or already stored): 200, whatever processing
@@ -87,51 +91,27 @@ export class GoogleNotifications {
     } catch {
       return { status: 400, error: 'message.data is not base64-encoded JSON' };
     }
-    const type = notificationType(notification);
-    const now = this.clock();
-    const rows = (await this.orm.em.getConnection().execute(
-      `insert into store_notification (store, message_id, type, payload, authenticated, status, attempts, next_attempt_at, received_at)
-       values ('PLAY_STORE', ?, ?, ?, ?, 'RECEIVED', 1, ?, ?)
-       on conflict (store, message_id) do nothing
-       returning id`,
-      // Leased while processed inline, so another instance's processDue does not take it at the same time.
-      [messageId, type, JSON.stringify(notification), authenticated, new Date(now.getTime() + LEASE_MS), now],
-    )) as Row[];
-    if (rows.length === 0) return { status: 200, duplicate: true, outcome: 'already received' };
-    const outcome = await this.processOne(Number(rows[0]!.id), notification, 1, authenticated);
+    const id = await this.inbox.receive(messageId, notificationType(notification), notification, authenticated);
+    if (id === null) return { status: 200, duplicate: true, outcome: 'already received' };
+    const outcome = await this.processOne(id, notification, 1, authenticated);
     return { status: 200, duplicate: false, outcome };
   }
 
   /** Processes stored notifications whose earlier processing could not reach Google. */
   async processDue(now: Date, limit = 50): Promise<number> {
-    const rows = (await this.orm.em.getConnection().execute(
-      `update store_notification set attempts = attempts + 1, next_attempt_at = ?
-       where id in (select id from store_notification where store = 'PLAY_STORE' and status = 'RECEIVED' and next_attempt_at <= ?
-                    order by next_attempt_at limit ? for update skip locked)
-       returning id, payload, attempts, authenticated`,
-      [new Date(now.getTime() + LEASE_MS), now, limit],
-    )) as Row[];
-    for (const row of rows) {
-      const payload = (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as DeveloperNotification;
-      await this.processOne(Number(row.id), payload, Number(row.attempts), Boolean(row.authenticated));
-    }
-    return rows.length;
+    const due = await this.inbox.claimDue(now, limit);
+    for (const n of due) await this.processOne(n.id, n.payload, n.attempts, n.authenticated);
+    return due.length;
   }
 
   private async processOne(id: number, n: DeveloperNotification, attempts: number, authenticated: boolean): Promise<string> {
-    const conn = this.orm.em.getConnection();
     try {
       const outcome = await this.apply(n, authenticated);
-      await conn.execute(`update store_notification set status = ?, processed_at = ?, last_error = null where id = ?`, [
-        outcome.startsWith('ignored') ? 'IGNORED' : 'PROCESSED',
-        this.clock(),
-        id,
-      ]);
+      await this.inbox.done(id, outcome);
       return outcome;
     } catch (err) {
-      const retry = err instanceof RetryLater;
-      if (!retry) this.log.error({ err, notification: id }, 'processing a Google notification failed; it will be retried');
-      await conn.execute('update store_notification set next_attempt_at = ?, last_error = ? where id = ?', [nextAttemptAt(this.clock(), attempts), (err as Error).message.slice(0, 1000), id]);
+      if (!(err instanceof RetryLater)) this.log.error({ err, notification: id }, 'processing a Google notification failed; it will be retried');
+      await this.inbox.retryLater(id, attempts, (err as Error).message);
       return 'kept for retry';
     }
   }
@@ -295,13 +275,7 @@ export class GoogleNotifications {
       const owner = lineage ? await ownerOfLineage(em, 'PLAY_STORE', lineage) : null;
       if (owner) return owner;
     }
-    if (!orderToken) return null;
-    // The app put the order token from createOrder, or its own user id, into obfuscatedAccountId. Only an
-    // existing order or customer is trusted: anything else (e.g. a hash of the user id) waits for the app.
-    const [order] = (await conn.execute(`select c.app_user_id from purchase_order o join customer c on c.id = o.customer_id where o.token = ?`, [orderToken])) as Row[];
-    if (order) return order.app_user_id as string;
-    const [customer] = (await conn.execute('select app_user_id from customer where app_user_id = ?', [orderToken])) as Row[];
-    return (customer?.app_user_id as string | undefined) ?? null;
+    return orderToken ? ownerOfOrderToken(this.orm.em.fork(), orderToken) : null;
   }
 
   private async storedProductOf(token: string): Promise<string | null> {

@@ -76,7 +76,13 @@ export class SubmitReceiptService {
     }
     const transactionIds = verification.purchases.map((p) => p.transactionId);
     const recorded = await this.recorder.record(cmd.appUserId, verification.purchases, cmd.now, verification.followUps ?? []);
-    await this.pending.resolve(cmd.proof, 'VERIFIED', 'OK');
+    if (verification.recheckLater) {
+      // Granted on what the store verified; kept so the retry job asks the store for the current state again.
+      const { reason, message } = verification.recheckLater;
+      await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, reason, message, cmd.now, attempts ?? 1);
+    } else {
+      await this.pending.resolve(cmd.proof, 'VERIFIED', 'OK');
+    }
     this.tasks.runSoon(recorded.queuedTaskIds);
     if (recorded.newTransactionIds.length > 0) {
       return { status: 'VERIFIED', reason: 'OK', message: 'purchase verified and recorded', transactionIds };

@@ -39,7 +39,13 @@ export class PermanentStoreTaskError extends Error {
 }
 
 export type VerificationResult =
-  | { status: 'VERIFIED'; purchases: NormalizedPurchase[]; followUps?: StoreTaskSpec[] }
+  | {
+      status: 'VERIFIED';
+      purchases: NormalizedPurchase[];
+      followUps?: StoreTaskSpec[];
+      /** Verified, but the store could not tell the current state: keep the proof and verify it again later. */
+      recheckLater?: { reason: ReceiptReason; message: string };
+    }
   /** Not the proof's fault (store down, credentials refused): keep the proof and retry later. */
   | { status: 'PENDING'; reason: ReceiptReason; message: string }
   /** The store gave a definitive no. */

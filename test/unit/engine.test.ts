@@ -758,7 +758,12 @@ describe('resolveEntitlements', () => {
       productId: 'pro_monthly',
       store: 'APP_STORE',
       isSandbox: false,
+      ownership: 'PURCHASED',
       purchasedAt: at(-5),
     });
+  });
+
+  it('shows a family-shared source as such', () => {
+    expect(pick([source({ ownership: 'FAMILY_SHARED' })], at(1)).ownership).toBe('FAMILY_SHARED');
   });
 });
