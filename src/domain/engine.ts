@@ -308,7 +308,8 @@ function recordTransition(log: EventLog, from: Baseline, p: Period, state: Subsc
     if (from.state === 'PAUSED' && ENTITLING_STATES.has(state)) log.add('RESUME', s, restartedAt, { expiresAt: iso(s.expiresAt) });
     if (state === 'EXPIRED') recordExpiration(log, p, from.fresh ? stateBeforeLapse(p) : from.state, expired);
   }
-  const flipped = from.autoRenew !== null && s.autoRenew !== null && from.autoRenew !== s.autoRenew;
+  // Not known before (a statement silent about renewal) counts as on, as for a first observation.
+  const flipped = s.autoRenew !== null && (from.autoRenew ?? true) !== s.autoRenew;
   if (flipped && ENTITLING_STATES.has(state)) {
     log.add(s.autoRenew ? 'UNCANCELLATION' : 'CANCELLATION', s, s.observedAt, {
       expiresAt: iso(s.expiresAt),
@@ -367,6 +368,9 @@ function recordObservations(log: EventLog, ordered: readonly NormalizedPurchase[
     for (const [txn, previous] of before) recordRevocationChange(log, previous, periods.get(txn)!.latest);
     if (from === null) continue;
     const state = snapshotState(s, s.observedAt);
+    // A statement silent about renewal (an Apple transaction without its renewal info) whose period is over
+    // cannot tell a lapse from a renewal it has not heard of: it moves nothing.
+    if (state === 'EXPIRED' && s.autoRenew === null && s.revokedAt === null) continue;
     recordTransition(log, from, current, state, expired);
     head = { index, state, autoRenew: s.autoRenew };
   }

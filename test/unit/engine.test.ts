@@ -241,6 +241,20 @@ describe('deriveSubscription events: transitions between observations', () => {
     ],
     ['auto-renew off in a non-entitling state is no CANCELLATION', [snap(), expired(31, { autoRenew: false })], ['INITIAL_PURCHASE', 'EXPIRATION']],
     ['identical re-observation emits nothing', [snap(), snap({ observedAt: at(3) }), snap({ observedAt: at(9) })], ['INITIAL_PURCHASE']],
+    // Apple transactions without renewal info say nothing about whether the subscription went on.
+    ['a past period seen without renewal info is no EXPIRATION', [period(1, { autoRenew: null, observedAt: at(40) })], ['INITIAL_PURCHASE']],
+    [
+      'an old transaction seen now, then the renewal it did not know of: RENEWAL only',
+      [period(1, { autoRenew: null, observedAt: at(40) }), period(2, { observedAt: at(41) })],
+      ['INITIAL_PURCHASE', 'RENEWAL'],
+    ],
+    [
+      'silent about renewal, then the store says it lapsed: one EXPIRATION',
+      [period(1, { autoRenew: null, observedAt: at(40) }), period(1, { autoRenew: false, expirationReason: 'VOLUNTARY', observedAt: at(41) })],
+      ['INITIAL_PURCHASE', 'EXPIRATION'],
+    ],
+    ['silent about renewal, then auto-renew off: CANCELLATION', [snap({ autoRenew: null }), canceled(5)], ['INITIAL_PURCHASE', 'CANCELLATION']],
+    ['silent about renewal, then auto-renew on: nothing new', [snap({ autoRenew: null }), snap({ observedAt: at(5) })], ['INITIAL_PURCHASE']],
   ];
   it.each(cases)('%s', (_name, history, expected) => {
     expect(eventTypes(history)).toEqual(expected);
