@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,6 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseConfig, redactConfig } from '../../src/config/config.js';
 
 const KEY = 'k'.repeat(32);
+const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/apple');
+const ROOT = join(FIXTURES, 'AppleRootCA-G3.cer');
+const P8 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const APPLE = { APPLE_BUNDLE_ID: 'com.example.app', APPLE_APP_APPLE_ID: '1234567890', APPLE_ROOT_CERTIFICATES: ROOT };
 const SERVICE_ACCOUNT = JSON.stringify({ client_email: 'sa@example.iam.gserviceaccount.com', private_key: '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n' });
 
 describe('config', () => {
@@ -42,6 +47,16 @@ describe('config', () => {
     [{ SCHEDULER_ENABLED: 'sometimes' }, 'SCHEDULER_ENABLED', 'not true or false'],
     [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_PUBSUB_AUDIENCE: 'https://x' }, 'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL', 'required with GOOGLE_PUBSUB_AUDIENCE'],
     [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX', 'out of range'],
+    [{ APPLE_SHARED_SECRET: 'x' }, 'APPLE_BUNDLE_ID', 'APPLE_SHARED_SECRET is set but APPLE_BUNDLE_ID is not'],
+    [{ ...APPLE, APPLE_APP_APPLE_ID: undefined }, 'APPLE_APP_APPLE_ID', 'required in PRODUCTION'],
+    [{ ...APPLE, APPLE_ROOT_CERTIFICATES: undefined }, 'APPLE_ROOT_CERTIFICATES', 'AppleRootCA-G3.cer'],
+    [{ ...APPLE, APPLE_ROOT_CERTIFICATES: '/nonexistent/root.cer' }, 'APPLE_ROOT_CERTIFICATES', 'cannot read'],
+    [{ ...APPLE, APPLE_ROOT_CERTIFICATES: join(FIXTURES, 'README.md') }, 'APPLE_ROOT_CERTIFICATES', 'not an X.509 certificate'],
+    [{ ...APPLE, APPLE_ENVIRONMENT: 'XCODE' }, 'APPLE_ENVIRONMENT', 'not one of'],
+    [{ ...APPLE, APPLE_KEY_ID: 'ABC123' }, 'APPLE_ISSUER_ID', 'issuer id'],
+    [{ ...APPLE, APPLE_KEY_ID: 'ABC123', APPLE_ISSUER_ID: 'issuer' }, 'APPLE_PRIVATE_KEY_FILE', '.p8'],
+    [{ ...APPLE, APPLE_KEY_ID: 'ABC123', APPLE_ISSUER_ID: 'issuer', APPLE_PRIVATE_KEY: 'nope' }, 'APPLE_PRIVATE_KEY', 'not an App Store Connect in-app purchase key'],
+    [{ ...APPLE, APPLE_VERIFY_RECEIPT_URL: 'buy.itunes' }, 'APPLE_VERIFY_RECEIPT_URL', 'not an http(s) URL'],
   ])('rejects %j naming %s', (input, key, problem) => {
     let error: unknown;
     try {
@@ -87,13 +102,42 @@ describe('config', () => {
     expect(parseConfig({}).google).toBeNull();
   });
 
+  it('reads the App Store settings: production by default, sandbox only when accepted', () => {
+    const c = parseConfig({ ...APPLE, APPLE_KEY_ID: 'ABC123', APPLE_ISSUER_ID: 'issuer', APPLE_PRIVATE_KEY: P8.replace(/\n/g, '\\n') });
+    expect(c.apple).toMatchObject({
+      bundleId: 'com.example.app',
+      appAppleId: 1234567890,
+      environment: 'PRODUCTION',
+      acceptSandbox: false,
+      onlineChecks: false,
+      verifyReceiptUrl: 'https://buy.itunes.apple.com/verifyReceipt',
+      api: { keyId: 'ABC123', issuerId: 'issuer', productionUrl: 'https://api.storekit.itunes.apple.com' },
+    });
+    expect(c.apple!.rootCertificates[0]!.length).toBeGreaterThan(500);
+    expect(parseConfig({ ...APPLE, APPLE_ACCEPT_SANDBOX: 'true' }).apple).toMatchObject({ acceptSandbox: true, api: null });
+    expect(parseConfig({ APPLE_BUNDLE_ID: 'com.example.app', APPLE_ENVIRONMENT: 'SANDBOX', APPLE_ROOT_CERTIFICATES: ROOT }).apple).toMatchObject({ environment: 'SANDBOX', acceptSandbox: true, appAppleId: null });
+    expect(parseConfig({}).apple).toBeNull();
+  });
+
   it('never shows secrets in the redacted form used for logs', () => {
-    const c = parseConfig({ API_KEYS: KEY, JWT_SECRET: 's'.repeat(40), DATABASE_URL: 'postgres://app:hunter2@db:5432/iap', GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b' });
+    const c = parseConfig({
+      API_KEYS: KEY,
+      JWT_SECRET: 's'.repeat(40),
+      DATABASE_URL: 'postgres://app:hunter2@db:5432/iap',
+      GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT,
+      GOOGLE_PACKAGE_NAMES: 'com.a.b',
+      ...APPLE,
+      APPLE_SHARED_SECRET: 'apple-shared-secret-value',
+      APPLE_KEY_ID: 'ABC123',
+      APPLE_ISSUER_ID: 'issuer',
+      APPLE_PRIVATE_KEY: P8,
+    });
     const text = JSON.stringify(redactConfig(c));
     expect(text).not.toContain(KEY);
     expect(text).not.toContain('s'.repeat(40));
     expect(text).not.toContain('hunter2');
     expect(text).not.toContain('PRIVATE KEY');
+    expect(text).not.toContain('apple-shared-secret-value');
     expect(text).toContain('postgres://app:***@db:5432/iap');
   });
 });
