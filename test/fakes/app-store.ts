@@ -1217,7 +1217,7 @@ export async function main(): Promise<FakeAppStore> {
     `  export APPLE_PRIVATE_KEY_FILE=${keyFile}`,
     '',
     'Script it:',
-    `  curl -X POST ${fake.url}/_fake/buy -H 'content-type: application/json' -d '{"productId":"premium_monthly","type":"Auto-Renewable Subscription"}'`,
+    `  curl -X POST ${fake.url}/_fake/buy -H 'content-type: application/json' -d '{"productId":"com.example.app.pro.monthly","type":"Auto-Renewable Subscription"}'`,
     `  curl -X POST ${fake.url}/_fake/renew -H 'content-type: application/json' -d '{"originalTransactionId":"ID"}'`,
     `  curl -X POST ${fake.url}/_fake/refund -H 'content-type: application/json' -d '{"transactionId":"ID","revocationReason":1}'`,
     `  curl -X POST ${fake.url}/_fake/appReceipt -H 'content-type: application/json' -d '{"account":"default"}'`,
