@@ -46,6 +46,8 @@ export const EVENT_TYPES = [
   'CREDIT_CLAWBACK',
   'CREDIT_SPEND',
   'TRANSFER',
+  'PROMOTIONAL_GRANT',
+  'PROMOTIONAL_REVOCATION',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

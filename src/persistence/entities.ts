@@ -245,6 +245,68 @@ export const Event = defineEntity({
   },
 });
 
+/** Where events are delivered (outbound webhooks). Synced from WEBHOOK_URLS at start-up; removed URLs stay inactive. */
+export const WebhookEndpoint = defineEntity({
+  name: 'WebhookEndpoint',
+  tableName: 'webhook_endpoint',
+  properties: {
+    id: p.integer().primary().autoincrement(),
+    url: p.text().unique('webhook_endpoint_url_unique'),
+    active: p.boolean().default(true),
+    createdAt: createdAt(),
+  },
+});
+
+export const WEBHOOK_DELIVERY_STATUSES = ['PENDING', 'DELIVERED', 'FAILED'] as const;
+
+/**
+ * The outbox: one row per (endpoint, event), written in the same transaction as the event, so a crash never
+ * loses a delivery. Delivered in event order per customer and endpoint, retried with backoff.
+ */
+export const WebhookDelivery = defineEntity({
+  name: 'WebhookDelivery',
+  tableName: 'webhook_delivery',
+  uniques: [{ name: 'webhook_delivery_endpoint_event_unique', properties: ['endpoint', 'event'] }],
+  indexes: [
+    { name: 'webhook_delivery_due_idx', properties: ['status', 'nextAttemptAt'] },
+    { name: 'webhook_delivery_customer_idx', properties: ['endpoint', 'customer', 'id'] },
+  ],
+  properties: {
+    id: p.bigint('number').primary().autoincrement(),
+    endpoint: () => p.manyToOne(WebhookEndpoint).deleteRule('cascade'),
+    event: () => p.manyToOne(Event).deleteRule('cascade'),
+    customer: () => p.manyToOne(Customer).nullable().deleteRule('cascade'),
+    status: p.enum(WEBHOOK_DELIVERY_STATUSES).length(16),
+    attempts: p.integer().default(0),
+    nextAttemptAt: ts(),
+    lastAttemptAt: ts().nullable(),
+    /** HTTP status of the last attempt; null when there was no answer (refused, timed out). */
+    responseStatus: p.integer().nullable(),
+    lastError: p.text().nullable(),
+    deliveredAt: ts().nullable(),
+    createdAt: createdAt(),
+  },
+});
+
+/** An entitlement granted by support (promotion, goodwill), with an optional expiry; revoked, never deleted. */
+export const PromotionalEntitlement = defineEntity({
+  name: 'PromotionalEntitlement',
+  tableName: 'promotional_entitlement',
+  indexes: [{ name: 'promotional_entitlement_customer_idx', properties: ['customer'] }],
+  properties: {
+    id: p.uuid().primary(),
+    customer: () => p.manyToOne(Customer).deleteRule('cascade'),
+    entitlement: p.string().length(64),
+    startsAt: ts(),
+    /** Null: until revoked. */
+    expiresAt: ts().nullable(),
+    reason: p.text(),
+    revokedAt: ts().nullable(),
+    revokeReason: p.text().nullable(),
+    createdAt: createdAt(),
+  },
+});
+
 export const PROOF_STATUSES = ['PENDING', 'VERIFIED', 'REJECTED'] as const;
 
 /**
@@ -375,4 +437,7 @@ export const ENTITIES = [
   StoreNotification,
   StoreCursor,
   VoidedPurchase,
+  WebhookEndpoint,
+  WebhookDelivery,
+  PromotionalEntitlement,
 ];
