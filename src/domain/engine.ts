@@ -11,6 +11,7 @@ import {
   type CreditChange,
   type DerivedEvent,
   type Environment,
+  type EntitlementStore,
   type EventType,
   type ExpirationReason,
   type GrantSpan,
@@ -164,7 +165,23 @@ interface Period {
   graceEnd: Date | null;
 }
 
-function observe(periods: Map<string, Period>, s: NormalizedPurchase): void {
+/**
+ * A statement silent about renewal (an Apple transaction without its renewal info, e.g. the app's copy submitted
+ * again at launch) keeps what an earlier statement of the same transaction said about renewal and billing.
+ */
+function withKnownRenewal(previous: NormalizedPurchase | undefined, s: NormalizedPurchase): NormalizedPurchase {
+  if (s.autoRenew !== null || previous === undefined || previous.autoRenew === null) return s;
+  return {
+    ...s,
+    autoRenew: previous.autoRenew,
+    billingRetry: previous.billingRetry,
+    gracePeriodExpiresAt: previous.gracePeriodExpiresAt,
+    expirationReason: previous.expirationReason,
+  };
+}
+
+function observe(periods: Map<string, Period>, statement: NormalizedPurchase): void {
+  const s = withKnownRenewal(periods.get(statement.transactionId)?.latest, statement);
   const graceEnd = periods.get(s.transactionId)?.graceEnd ?? null;
   const announced = s.billingRetry ? s.gracePeriodExpiresAt : null;
   const later = announced !== null && (graceEnd === null || ms(announced) > ms(graceEnd));
@@ -619,7 +636,7 @@ export function deriveOneTimePurchase(history: readonly NormalizedPurchase[], pr
 export interface EntitlementSource {
   entitlement: string;
   productId: string;
-  store: Store;
+  store: EntitlementStore;
   environment: Environment;
   kind: ProductKind;
   /** null for one-time products. */
@@ -641,7 +658,7 @@ export interface EntitlementView {
   gracePeriodExpiresAt: Date | null;
   willRenew: boolean;
   productId: string;
-  store: Store;
+  store: EntitlementStore;
   isSandbox: boolean;
   /** FAMILY_SHARED: a family member bought it and shares it through Apple's Family Sharing. */
   ownership: Ownership;

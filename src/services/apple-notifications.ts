@@ -110,10 +110,16 @@ export class AppleNotifications {
     const signedTransaction = n.data?.signedTransactionInfo;
     if (!signedTransaction) return 'ignored: no transaction in the notification';
     const tx = await this.adapter.signedData.transaction(signedTransaction);
-    if (!tx.ok) return `ignored: its signed transaction did not verify (${tx.reason})`;
+    if (!tx.ok) {
+      if (tx.retryable) throw new Error(`its signed transaction could not be checked yet: ${tx.message}`);
+      return `ignored: its signed transaction did not verify (${tx.reason})`;
+    }
     const signedRenewal = ABOUT_ONE_TRANSACTION.has(type) ? undefined : n.data?.signedRenewalInfo;
     const renewal = signedRenewal ? await this.adapter.signedData.renewalInfo(signedRenewal) : null;
-    if (renewal && !renewal.ok) return `ignored: its signed renewal info did not verify (${renewal.reason})`;
+    if (renewal && !renewal.ok) {
+      if (renewal.retryable) throw new Error(`its signed renewal info could not be checked yet: ${renewal.message}`);
+      return `ignored: its signed renewal info did not verify (${renewal.reason})`;
+    }
     const purchase = fromSignedTransaction(tx.value, {
       environment,
       renewalInfo: renewal?.ok ? renewal.value : null,

@@ -93,6 +93,29 @@ describe.each(DATABASE_KINDS)('App Store notifications on %s', (kind) => {
     expect(await types(u)).toEqual(['INITIAL_PURCHASE', 'BILLING_ISSUE', 'GRACE_PERIOD', 'ON_HOLD', 'RENEWAL', 'BILLING_RECOVERY']);
   });
 
+  it('keeps GRACE when the app submits its copy of the transaction again (it says nothing about renewal)', async () => {
+    const { u, tx, original } = await subscriber('grace-resubmit', 29.5);
+    advance(0.7);
+    t.fake.failToRenew(original, { graceMs: 6 * DAY });
+    await notify('DID_FAIL_TO_RENEW', original, 'GRACE_PERIOD');
+    t.fake.failApi({ httpStatus: 503 });
+    const again = await submitApple(t, u, { signedTransaction: t.fake.signedTransaction(tx.transactionId) });
+    expect(again.entitlements).toMatchObject([{ identifier: 'pro', isActive: true, state: 'GRACE' }]);
+    expect(await sub(u)).toMatchObject({ state: 'GRACE', isActive: true });
+    expect(await types(u)).toEqual(['INITIAL_PURCHASE', 'BILLING_ISSUE', 'GRACE_PERIOD']);
+  });
+
+  it('keeps CANCELED when the app submits its copy again, and records one CANCELLATION', async () => {
+    const { u, tx, original } = await subscriber('cancel-resubmit');
+    t.fake.setAutoRenew(original, false);
+    await notify('DID_CHANGE_RENEWAL_STATUS', original, 'AUTO_RENEW_DISABLED');
+    t.fake.failApi({ httpStatus: 503 });
+    await submitApple(t, u, { signedTransaction: t.fake.signedTransaction(tx.transactionId) });
+    await notify('DID_CHANGE_RENEWAL_PREF', original, 'DOWNGRADE');
+    expect(await sub(u)).toMatchObject({ state: 'CANCELED', willRenew: false });
+    expect(await types(u)).toEqual(['INITIAL_PURCHASE', 'CANCELLATION']);
+  });
+
   it('DID_FAIL_TO_RENEW without grace: billing retry with no access', async () => {
     const { u, original } = await subscriber('retry', 29.5);
     advance(0.7);
@@ -118,6 +141,7 @@ describe.each(DATABASE_KINDS)('App Store notifications on %s', (kind) => {
     const res = await notify('DID_CHANGE_RENEWAL_PREF', original, 'DOWNGRADE');
     expect(JSON.parse(res.body).outcome).toBe(`applied to ${u}`);
     expect(await sub(u)).toMatchObject({ state: 'ACTIVE', productId: MONTHLY });
+    expect(await types(u)).toEqual(['INITIAL_PURCHASE']);
   });
 
   it('an upgrade (DID_CHANGE_RENEWAL_PREF UPGRADE) moves the subscription to the new product at once, with no refund', async () => {
@@ -153,7 +177,7 @@ describe.each(DATABASE_KINDS)('App Store notifications on %s', (kind) => {
     expect(await sub(u)).toMatchObject({ state: 'REVOKED', isActive: false });
     t.fake.reverseRefund(tx.transactionId);
     await notify('REFUND_REVERSED', original, undefined, tx.transactionId);
-    expect(await sub(u)).toMatchObject({ isActive: true });
+    expect(await sub(u)).toMatchObject({ state: 'ACTIVE', isActive: true, revokedAt: null });
     expect(await types(u)).toEqual(['INITIAL_PURCHASE', 'REFUND', 'REFUND_REVERSED']);
   });
 

@@ -199,9 +199,20 @@ describe.each(DATABASE_KINDS)('App Store purchases on %s', (kind) => {
 
     const definitive: [status: number, reason: string][] = [
       [21003, 'INVALID_RECEIPT'],
-      [21004, 'STORE_AUTH_FAILED'],
       [21010, 'INVALID_RECEIPT'],
     ];
+
+    it('keeps the receipt as PENDING / STORE_AUTH_FAILED when Apple refuses our shared secret (21004)', async () => {
+      const u = user('s21004');
+      const account = `acct-${u}`;
+      const tx = t.fake.buy({ productId: NO_ADS, type: 'Non-Consumable', account, environment: 'Production' });
+      t.fake.failVerifyReceipt({ status: 21004 });
+      const outcome = await submitApple(t, u, { appReceipt: t.fake.appReceipt({ account, environment: 'Production' }), transactionId: tx.transactionId });
+      expect(outcome).toMatchObject({ status: 'PENDING', reason: 'STORE_AUTH_FAILED' });
+      expect(outcome.message).toContain('APPLE_SHARED_SECRET');
+      await t.app.services.receipts.retryPending(new Date(Date.now() + 3 * 3_600_000));
+      expect((await customerOf(t, u)).entitlements).toMatchObject([{ identifier: 'no_ads', isActive: true }]);
+    });
     it.each(definitive)('rejects %s with the status named', async (status, reason) => {
       const u = user(`s${status}`);
       const account = `acct-${u}`;

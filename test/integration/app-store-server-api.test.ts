@@ -102,6 +102,8 @@ describe('App Store Server API client', () => {
     [{ httpStatus: 500 }, 500],
     [{ httpStatus: 503 }, 503],
     [{ httpStatus: 429, errorCode: 4290000 }, 429],
+    [{ httpStatus: 404, errorCode: 4040006 }, 404],
+    [{ httpStatus: 404, errorCode: 4040011 }, 404],
   ])('says UNAVAILABLE on %j', async (failure, status) => {
     const tx = fake.buy({ productId: NO_ADS, type: 'Non-Consumable', environment: 'Production' });
     fake.failApi(failure);

@@ -1,5 +1,6 @@
 // Apple signed-data verification: the chain-caching verifier must give the library's answer for every input,
 // on Apple's real signed notification (../shared/fixtures/apple) and on generated chains.
+import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -163,6 +164,36 @@ describe('generated chains', () => {
     expect(outcome(await fast.transaction(forged))).toBe('INVALID_SIGNATURE');
     expect(outcome(await library.transaction(forged))).toBe('INVALID_SIGNATURE');
   });
+
+  it('runs the chain-caching verifier by default, and Apple’s own with online checks', () => {
+    expect(new AppleSignedData(production).implementation).toBe('chain-cache');
+    expect(new AppleSignedData({ ...production, onlineChecks: true }).implementation).toBe('library');
+    expect(new AppleSignedData({ ...production, libraryOnly: true }).implementation).toBe('library');
+  });
+
+  // Odd headers: whatever they hold, both verifiers answer alike.
+  const headers: [what: string, x5c: (x5c: string[]) => unknown][] = [
+    ['no x5c', () => undefined],
+    ['x5c as an object with a length', (x) => ({ length: 3, 0: x[0], 1: x[1], 2: x[2] })],
+    ['x5c as a string', () => 'abc'],
+    ['two certificates', (x) => x.slice(0, 2)],
+    ['four certificates', (x) => [...x, x[2]]],
+    ['certificates as byte arrays', (x) => x.map((c) => [...Buffer.from(c, 'base64')])],
+    ['certificates padded with spaces', (x) => x.map((c) => c.replace(/(.{64})/g, '$1 '))],
+    ['certificates as numbers', () => [1, 2, 3]],
+  ];
+  it.each(headers)('answers like the library for a header with %s', async (_what, x5c) => {
+    const signed = transaction('Production');
+    const [, payload] = signed.split('.');
+    const header = Buffer.from(JSON.stringify({ alg: 'ES256', x5c: x5c([...chain.x5c]) })).toString('base64url');
+    const input = `${header}.${payload}.${signAppleJwsSignature(`${header}.${payload}`)}`;
+    const { fast, library } = both(production);
+    // Twice: the second answer may come from the cache.
+    for (let i = 0; i < 2; i++) expect(outcome(await fast.transaction(input))).toBe(outcome(await library.transaction(input)));
+  });
+  function signAppleJwsSignature(signingInput: string): string {
+    return sign('sha256', Buffer.from(signingInput), { key: chain.leafKey, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+  }
 
   it('checks the date on every call, also for a chain it has cached', async () => {
     const shortLived = generateAppleChain({ leafNotBefore: new Date(signedDate - 86_400_000), leafNotAfter: new Date(signedDate + 86_400_000) });

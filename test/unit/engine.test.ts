@@ -254,6 +254,14 @@ describe('deriveSubscription events: transitions between observations', () => {
       ['INITIAL_PURCHASE', 'EXPIRATION'],
     ],
     ['silent about renewal, then auto-renew off: CANCELLATION', [snap({ autoRenew: null }), canceled(5)], ['INITIAL_PURCHASE', 'CANCELLATION']],
+    // The app's copy of a transaction submitted again says nothing about renewal: what the store said stands.
+    ['GRACE, then the same transaction without renewal info: still GRACE', [inGrace(31), snap({ autoRenew: null, observedAt: at(32) })], ['INITIAL_PURCHASE', 'BILLING_ISSUE', 'GRACE_PERIOD']],
+    ['CANCELED, then silent, then CANCELED again: one CANCELLATION', [canceled(5), snap({ autoRenew: null, observedAt: at(6) }), canceled(7)], ['INITIAL_PURCHASE', 'CANCELLATION']],
+    [
+      'CANCELED, then silent, then auto-renew on: UNCANCELLATION',
+      [canceled(5), snap({ autoRenew: null, observedAt: at(6) }), snap({ observedAt: at(7) })],
+      ['INITIAL_PURCHASE', 'CANCELLATION', 'UNCANCELLATION'],
+    ],
     ['silent about renewal, then auto-renew on: nothing new', [snap({ autoRenew: null }), snap({ observedAt: at(5) })], ['INITIAL_PURCHASE']],
   ];
   it.each(cases)('%s', (_name, history, expected) => {

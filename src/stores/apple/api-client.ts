@@ -95,12 +95,16 @@ async function call<T>(fn: () => Promise<T>): Promise<ApiResult<T>> {
   }
 }
 
+/** AccountNotFoundRetryable, AppNotFoundRetryable, OriginalTransactionIdNotFoundRetryable, TransactionIdNotFoundRetryable. */
+const RETRYABLE_NOT_FOUND = new Set([4040002, 4040004, 4040006, 4040011]);
+
 export function describeApiError(err: unknown): ApiFailure {
   if (err instanceof APIException) {
     const status = err.httpStatusCode;
     const message = `App Store Server API answered ${status}${err.apiError ? ` (${err.apiError}${err.errorMessage ? `: ${err.errorMessage}` : ''})` : ''}`;
     if (status === 401 || status === 403) return { ok: false, kind: 'AUTH', status, message };
-    if (status === 404) return { ok: false, kind: 'NOT_FOUND', status, message };
+    // Apple marks some 404s as "try again" (its data is not there yet).
+    if (status === 404) return { ok: false, kind: RETRYABLE_NOT_FOUND.has(Number(err.apiError)) ? 'UNAVAILABLE' : 'NOT_FOUND', status, message };
     if (status === 429 || status >= 500) return { ok: false, kind: 'UNAVAILABLE', status, message };
     return { ok: false, kind: 'INVALID', status, message };
   }

@@ -94,6 +94,7 @@ export interface ReceiptEntry {
   in_app_ownership_type?: string;
   promotional_offer_id?: string;
   offer_code_ref_name?: string;
+  app_account_token?: string;
   [field: string]: unknown;
 }
 
@@ -160,6 +161,7 @@ function fromReceiptEntry(e: ReceiptEntry, renewal: PendingRenewalInfo | null, e
     revocationReason: revokedAt ? (REVOCATION_REASONS[Number(e.cancellation_reason)] ?? 'REFUNDED') : null,
     ownership: e.in_app_ownership_type === 'FAMILY_SHARED' ? 'FAMILY_SHARED' : 'PURCHASED',
     quantity: Number(e.quantity) > 0 ? Number(e.quantity) : 1,
+    orderToken: e.app_account_token ? e.app_account_token.toLowerCase() : null,
     offerType:
       e.is_trial_period === 'true' ? 'FREE_TRIAL' : e.is_in_intro_offer_period === 'true' ? 'INTRO' : e.promotional_offer_id ? 'PROMOTIONAL' : e.offer_code_ref_name ? 'OFFER_CODE' : null,
     observedAt,

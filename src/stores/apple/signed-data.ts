@@ -5,7 +5,7 @@
 // remembers only what cannot change for the same certificate bytes: whether the leaf and intermediate chain to
 // a trusted root with Apple's marker extensions, and the leaf's public key. Certificate dates are still checked
 // on every call, at the payload's signedDate, exactly as the library does.
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import {
   Environment,
   SignedDataVerifier,
@@ -52,15 +52,26 @@ export class ChainCachingVerifier extends SignedDataVerifier {
     try {
       const decoded = jsonwebtoken.decode(jwt) as T;
       if (!validator.validate(decoded)) throw new VerificationException(VerificationStatus.FAILURE);
-      let chain: CachedChain;
+      let key: string;
+      let cached: CachedChain | undefined;
+      let parsed: [X509Certificate, X509Certificate] | undefined;
       try {
-        const header = JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString('utf8')) as { x5c?: string[] };
+        const header = JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString('utf8')) as { x5c?: unknown };
         const x5c = header.x5c ?? [];
+        // The library fails on anything but an array (slice/map), inside the block that answers INVALID_CERTIFICATE.
+        if (!Array.isArray(x5c)) throw new TypeError('x5c is not an array');
         if (x5c.length != 3) throw new VerificationException(VerificationStatus.INVALID_CHAIN_LENGTH);
-        chain = this.chainOf(x5c[0]!, x5c[1]!);
+        const [leafDer, intermediateDer] = x5c.slice(0, 2).map((cert) => Buffer.from(cert as string, 'base64')) as [Buffer, Buffer];
+        // Keyed by the certificates' exact bytes (not the header text, which can be padded at will), so the cache
+        // stays small whatever a sender puts in the header.
+        key = createHash('sha256').update(`${leafDer.length}:`).update(leafDer).update(intermediateDer).digest('base64');
+        cached = this.chains.get(key);
+        if (!cached) parsed = [new X509Certificate(leafDer), new X509Certificate(intermediateDer)];
       } catch (error) {
         throw new VerificationException(VerificationStatus.INVALID_CERTIFICATE, error instanceof Error ? error : undefined);
       }
+      // Outside the block above, as in the library: a failure while checking the chain is a VERIFICATION_FAILURE.
+      const chain = cached ?? this.remember(key, this.validateChain(...parsed!));
       if (chain.publicKey === null) throw new VerificationException(VerificationStatus.VERIFICATION_FAILURE);
       const at = signedDateExtractor(decoded).getTime();
       for (const [from, to] of chain.windows) {
@@ -74,14 +85,7 @@ export class ChainCachingVerifier extends SignedDataVerifier {
     }
   }
 
-  private chainOf(leafBase64: string, intermediateBase64: string): CachedChain {
-    const key = `${leafBase64}.${intermediateBase64}`;
-    const cached = this.chains.get(key);
-    if (cached) return cached;
-    // Parsing errors propagate (INVALID_CERTIFICATE) and are not cached: they are cheap to find again.
-    const leaf = new X509Certificate(Buffer.from(leafBase64, 'base64'));
-    const intermediate = new X509Certificate(Buffer.from(intermediateBase64, 'base64'));
-    const entry = this.validateChain(leaf, intermediate);
+  private remember(key: string, entry: CachedChain): CachedChain {
     if (this.chains.size >= CHAIN_CACHE_SIZE) this.chains.delete(this.chains.keys().next().value!);
     this.chains.set(key, entry);
     return entry;
@@ -142,12 +146,15 @@ const OUR_ENVIRONMENT: Partial<Record<string, AppleEnvironment>> = { Production:
 export class AppleSignedData {
   private readonly verifiers = new Map<AppleEnvironment, SignedDataVerifier>();
   private readonly primary: SignedDataVerifier;
+  /** Which verifier runs: ours with the chain cache, or Apple's as is (online checks, reference runs). */
+  readonly implementation: 'chain-cache' | 'library';
 
   constructor(private readonly o: AppleSignedDataOptions) {
     const environments: AppleEnvironment[] = [o.environment];
     if (o.environment === 'PRODUCTION' && o.acceptSandbox) environments.push('SANDBOX');
     for (const env of environments) this.verifiers.set(env, this.create(env));
     this.primary = this.verifiers.get(o.environment)!;
+    this.implementation = this.primary instanceof ChainCachingVerifier ? 'chain-cache' : 'library';
   }
 
   private create(env: AppleEnvironment): SignedDataVerifier {

@@ -20,7 +20,6 @@ export type VerifyReceiptOutcome =
 /** What each non-zero status means (design.md, Apple's verifyReceipt documentation). */
 const REJECTIONS: Record<number, [ReceiptReason, string]> = {
   21003: ['INVALID_RECEIPT', 'Apple says the receipt is not authentic (21003)'],
-  21004: ['STORE_AUTH_FAILED', 'Apple refused the shared secret (21004): check APPLE_SHARED_SECRET'],
   21010: ['INVALID_RECEIPT', 'Apple could not find the account of this receipt (21010)'],
 };
 
@@ -43,6 +42,8 @@ export class VerifyReceiptClient {
     if (answer.status === 'UNREACHABLE') return { status: 'PENDING', reason: 'STORE_UNAVAILABLE', message: answer.message };
     const code = Number(answer.body.status);
     if (code === 0) return { status: 'OK', environment, body: answer.body };
+    // Our shared secret is wrong: not the receipt's fault, so it is kept until the setting is fixed.
+    if (code === 21004) return { status: 'PENDING', reason: 'STORE_AUTH_FAILED', message: 'Apple refused the shared secret (21004): check APPLE_SHARED_SECRET; the receipt is kept and verified later' };
     if (code === 21008) return { status: 'REJECTED', reason: 'WRONG_ENVIRONMENT', message: 'a production receipt, and this server serves the sandbox (21008)' };
     const rejection = REJECTIONS[code];
     if (rejection) return { status: 'REJECTED', reason: rejection[0], message: rejection[1] };
