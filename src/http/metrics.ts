@@ -7,6 +7,7 @@ export class Metrics {
   private readonly duration: Histogram<'route'>;
   private readonly operations: Counter<'operation' | 'outcome'>;
   private readonly errors: Counter<'code'>;
+  private readonly webhookDeliveries: Counter<'outcome'>;
   private readonly operationNames = new Set<string>();
 
   constructor(defaultMetrics = true) {
@@ -36,6 +37,12 @@ export class Metrics {
       labelNames: ['code'],
       registers: [this.registry],
     });
+    this.webhookDeliveries = new Counter({
+      name: 'iap_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by outcome: delivered, retried (failed, tried again later), failed (given up after 48 h)',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
   }
 
   get contentType(): string {
@@ -62,6 +69,10 @@ export class Metrics {
 
   graphqlError(code: string): void {
     this.errors.inc({ code });
+  }
+
+  webhookDelivery(outcome: 'delivered' | 'retried' | 'failed'): void {
+    this.webhookDeliveries.inc({ outcome });
   }
 
   render(): Promise<string> {

@@ -14,11 +14,21 @@ export interface SpendResult {
 }
 
 export class CreditService {
-  constructor(private readonly orm: Orm) {}
+  constructor(
+    private readonly orm: Orm,
+    /** Called after a spend committed (its CREDIT_SPEND event queued webhooks). */
+    private readonly afterSpend: () => void = () => undefined,
+  ) {}
 
   async spend(appUserId: string, currency: string, amount: number, idempotencyKey: string, now: Date): Promise<SpendResult> {
     if (!Number.isInteger(amount) || amount < 1) throw new AppError('BAD_USER_INPUT', 'amount must be a positive whole number');
     if (idempotencyKey.length < 1 || idempotencyKey.length > 200) throw new AppError('BAD_USER_INPUT', 'idempotencyKey must be 1 to 200 characters');
+    const result = await this.spendInTransaction(appUserId, currency, amount, idempotencyKey, now);
+    if (!result.replayed) this.afterSpend();
+    return result;
+  }
+
+  private spendInTransaction(appUserId: string, currency: string, amount: number, idempotencyKey: string, now: Date): Promise<SpendResult> {
     return retryOnConflict(() => this.orm.em.fork().transactional(async (em) => {
       // Customer first, then balance: the same lock order as recording purchases.
       const customerId = await repo.lockExistingCustomer(em, appUserId);
