@@ -10,6 +10,7 @@ import { buildAppSchema } from './graphql/schema.js';
 import { Metrics } from './http/metrics.js';
 import { HttpServer } from './http/server.js';
 import { syncCatalog } from './persistence/catalog-sync.js';
+import { syncWebhookEndpoints } from './persistence/webhook-endpoint-sync.js';
 import { ChangeListener } from './persistence/change-listener.js';
 import { ReadPool } from './persistence/read-pool.js';
 import { databaseKind, migrate, openDatabase, pendingMigrations, type Orm } from './persistence/orm.js';
@@ -47,11 +48,13 @@ export async function createApp(options: AppOptions): Promise<App> {
     const applied = await migrate(orm, config.databaseUrl);
     if (applied.length > 0) log.info({ applied }, 'applied database migrations');
     await syncCatalog(orm, catalog);
+    await syncWebhookEndpoints(orm, config.webhooks?.urls ?? []);
   } catch (err) {
     await orm.close(true);
     throw err;
   }
   const readPool = config.databaseUrl ? new ReadPool(config.databaseUrl, config.dbPoolMax) : null;
+  const metrics = new Metrics();
   const services = createServices({
     orm,
     catalog,
@@ -59,6 +62,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     clock: options.clock ?? (() => new Date()),
     log,
     customerLookup: readPool?.customerLookup,
+    webhookMetrics: metrics,
   });
   const listener = config.databaseUrl
     ? new ChangeListener(
@@ -71,7 +75,6 @@ export async function createApp(options: AppOptions): Promise<App> {
     : null;
   await listener?.start();
   const scheduler = config.schedulerEnabled ? new Scheduler(jobsFor(services), log) : null;
-  const metrics = new Metrics();
   const http = new HttpServer({
     schema: await buildAppSchema(),
     services,
@@ -111,6 +114,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       await scheduler?.stop();
       await http.close(config.shutdownTimeoutMs);
       await services.storeTasks.idle();
+      await services.webhooks.close();
       await listener?.stop();
       await readPool?.close();
       await orm.close(true);

@@ -60,6 +60,29 @@ export interface AppleConfig {
   requestTimeoutMs: number;
 }
 
+/** What happens when a customer submits a purchase another customer already owns (subscriptions, non-consumables). */
+export const TRANSFER_POLICIES = ['TRANSFER', 'TRANSFER_IF_NO_ACTIVE', 'KEEP_WITH_ORIGINAL'] as const;
+export type TransferPolicy = (typeof TRANSFER_POLICIES)[number];
+
+export interface PurchaseRules {
+  transferPolicy: TransferPolicy;
+  /** Sandbox purchases (testers share sandbox accounts) may follow their own policy. */
+  sandboxTransferPolicy: TransferPolicy;
+  /** An order not paid within this time is EXPIRED (a late purchase carrying its token still fulfils it). */
+  orderTtlMs: number;
+  /** A purchase without an order token fulfils the customer's open order for the product created this long before. */
+  orderMatchWindowMs: number;
+}
+
+export interface WebhookConfig {
+  /** Where every event is POSTed (each URL gets every event). */
+  urls: readonly string[];
+  /** HMAC-SHA256 key for the x-iap-signature header. Never logged. */
+  secret: string;
+  /** Per-attempt timeout; a timeout counts as a failed attempt and is retried. */
+  timeoutMs: number;
+}
+
 export interface AppConfig {
   databaseUrl: string | null;
   dataDir: string;
@@ -78,6 +101,9 @@ export interface AppConfig {
   google: GoogleConfig | null;
   /** Apple App Store; null when not configured (proofs for it answer STORE_NOT_CONFIGURED). */
   apple: AppleConfig | null;
+  purchases: PurchaseRules;
+  /** Outbound webhooks; null when WEBHOOK_URLS is not set. */
+  webhooks: WebhookConfig | null;
   /** Whether this instance runs the background jobs (retries, acknowledgements). */
   schedulerEnabled: boolean;
   /** True when no credentials are configured: bound to loopback, every caller is treated as the server. */
@@ -139,6 +165,13 @@ export const CONFIG_KEYS = [
   'APPLE_API_URL',
   'APPLE_API_SANDBOX_URL',
   'APPLE_REQUEST_TIMEOUT_MS',
+  'WEBHOOK_URLS',
+  'WEBHOOK_SECRET',
+  'WEBHOOK_TIMEOUT_MS',
+  'RECEIPT_TRANSFER_POLICY',
+  'RECEIPT_TRANSFER_POLICY_SANDBOX',
+  'ORDER_TTL_MINUTES',
+  'ORDER_MATCH_WINDOW_MINUTES',
 ] as const;
 type Key = (typeof CONFIG_KEYS)[number];
 type Source = Partial<Record<string, unknown>>;
@@ -230,6 +263,8 @@ export function parseConfig(src: Source): AppConfig {
     auth,
     google: parseGoogle(src),
     apple: parseApple(src),
+    purchases: parsePurchaseRules(src),
+    webhooks: parseWebhooks(src),
     schedulerEnabled: bool(src, 'SCHEDULER_ENABLED', true),
     devMode,
   };
@@ -308,6 +343,42 @@ function parseGoogle(src: Source): GoogleConfig | null {
       : null,
   };
 }
+
+function parsePurchaseRules(src: Source): PurchaseRules {
+  const transferPolicy = oneOf(src, 'RECEIPT_TRANSFER_POLICY', TRANSFER_POLICIES, 'KEEP_WITH_ORIGINAL');
+  return {
+    transferPolicy,
+    sandboxTransferPolicy: oneOf(src, 'RECEIPT_TRANSFER_POLICY_SANDBOX', TRANSFER_POLICIES, transferPolicy),
+    orderTtlMs: int(src, 'ORDER_TTL_MINUTES', 24 * 60, 1, 365 * 24 * 60) * 60_000,
+    orderMatchWindowMs: int(src, 'ORDER_MATCH_WINDOW_MINUTES', 60, 1, 7 * 24 * 60) * 60_000,
+  };
+}
+
+function parseWebhooks(src: Source): WebhookConfig | null {
+  const urls = list(src, 'WEBHOOK_URLS');
+  // A secret without URLs is allowed: clearing WEBHOOK_URLS turns delivery off without touching the secret store.
+  if (urls.length === 0) return null;
+  for (const [i, url] of urls.entries()) {
+    if (!isHttpUrl(url)) throw new ConfigError('WEBHOOK_URLS', `"${redactUrl(url)}" is not an http(s) URL`);
+    if (urls.indexOf(url) !== i) throw new ConfigError('WEBHOOK_URLS', `"${redactUrl(url)}" is listed twice`);
+  }
+  const secret = optionalString(src, 'WEBHOOK_SECRET');
+  if (secret === null) throw new ConfigError('WEBHOOK_SECRET', 'is required with WEBHOOK_URLS: receivers check the signature made with it');
+  if (secret.length < 32) throw new ConfigError('WEBHOOK_SECRET', 'must be at least 32 characters long (HMAC-SHA256 needs 256 bits)');
+  return { urls, secret, timeoutMs: int(src, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000) };
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || url.protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
+
+/** A URL with any password in it replaced, for logs and messages. */
+const redactUrl = (url: string): string => url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
 
 const APPLE_SETTINGS = CONFIG_KEYS.filter((k) => k.startsWith('APPLE_') && k !== 'APPLE_BUNDLE_ID');
 
@@ -418,6 +489,7 @@ export function redactConfig(config: AppConfig): Record<string, unknown> {
       ...config.google,
       serviceAccount: { client_email: config.google.serviceAccount.client_email, private_key: '***' },
     },
+    webhooks: config.webhooks && { ...config.webhooks, urls: config.webhooks.urls.map(redactUrl), secret: '***' },
     apple: config.apple && {
       ...config.apple,
       rootCertificates: `${config.apple.rootCertificates.length} certificate(s)`,

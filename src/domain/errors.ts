@@ -7,6 +7,7 @@ export const ERROR_CODES = [
   'FORBIDDEN',
   'NOT_FOUND',
   'STORE_NOT_CONFIGURED',
+  'STORE_UNAVAILABLE',
   'PRODUCT_NOT_IN_CATALOG',
   'INSUFFICIENT_CREDITS',
   'IDEMPOTENCY_KEY_REUSED',
@@ -43,6 +44,7 @@ export const RECEIPT_REASONS = [
   'PURCHASE_CANCELED',
   'PURCHASE_PENDING',
   'RECEIPT_IN_USE',
+  'TRANSFERRED',
 ] as const;
 export type ReceiptReason = (typeof RECEIPT_REASONS)[number];
 

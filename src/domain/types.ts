@@ -4,6 +4,10 @@
 export const STORES = ['APP_STORE', 'PLAY_STORE'] as const;
 export type Store = (typeof STORES)[number];
 
+/** Where an entitlement may come from: a store purchase, or a promotional grant made by support. */
+export const ENTITLEMENT_STORES = [...STORES, 'PROMOTIONAL'] as const;
+export type EntitlementStore = (typeof ENTITLEMENT_STORES)[number];
+
 export const ENVIRONMENTS = ['PRODUCTION', 'SANDBOX'] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
 

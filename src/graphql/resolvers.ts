@@ -5,6 +5,8 @@ import { AppError } from '../domain/errors.js';
 import type { PurchaseProof } from '../stores/adapter.js';
 import type { GraphQLContext } from './context.js';
 import { toEntitlements, toSubscription } from './mappers.js';
+import { RECOVERY_RESOLVERS } from './purchase-recovery.js';
+import { WEBHOOK_RESOLVERS } from './webhooks.js';
 import {
   CreditBalance,
   Customer,
@@ -133,4 +135,4 @@ function toProof(input: SubmitReceiptInput): PurchaseProof {
   };
 }
 
-export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver] as const;
+export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver, ...RECOVERY_RESOLVERS, ...WEBHOOK_RESOLVERS] as const;

@@ -3,11 +3,13 @@ import { IsOptional, Length, Matches, Max, MaxLength, Min } from 'class-validato
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { RECEIPT_REASONS, RECEIPT_STATUSES, type ReceiptReason, type ReceiptStatus } from '../domain/errors.js';
 import {
+  ENTITLEMENT_STORES,
   ENVIRONMENTS,
   OWNERSHIPS,
   PRODUCT_KINDS,
   STORES,
   SUBSCRIPTION_STATES,
+  type EntitlementStore,
   type Environment,
   type Ownership,
   type ProductKind,
@@ -24,10 +26,12 @@ export const SubscriptionStateEnum = enumOf(SUBSCRIPTION_STATES);
 export const ReceiptStatusEnum = enumOf(RECEIPT_STATUSES);
 export const ReceiptReasonEnum = enumOf(RECEIPT_REASONS);
 export const OwnershipEnum = enumOf(OWNERSHIPS);
+export const EntitlementStoreEnum = enumOf(ENTITLEMENT_STORES);
 
 registerEnumType(StoreEnum, { name: 'Store', description: 'APP_STORE (Apple) or PLAY_STORE (Google).' });
 registerEnumType(EnvironmentEnum, { name: 'Environment', description: 'PRODUCTION, or SANDBOX for test purchases (App Review, testers).' });
 registerEnumType(ProductKindEnum, { name: 'ProductKind' });
+registerEnumType(EntitlementStoreEnum, { name: 'EntitlementStore', description: 'APP_STORE, PLAY_STORE, or PROMOTIONAL (granted by support).' });
 registerEnumType(OwnershipEnum, { name: 'Ownership', description: 'PURCHASED by the customer, or FAMILY_SHARED with them by a family member (Apple).' });
 registerEnumType(SubscriptionStateEnum, {
   name: 'SubscriptionState',
@@ -44,8 +48,8 @@ export class Entitlement {
   @Field(() => Date, { nullable: true, description: 'Null for lifetime (non-consumable) entitlements.' }) expiresAt!: Date | null;
   @Field(() => Date, { nullable: true }) gracePeriodExpiresAt!: Date | null;
   @Field(() => Boolean) willRenew!: boolean;
-  @Field(() => String, { description: 'The store product that grants it.' }) productId!: string;
-  @Field(() => StoreEnum) store!: Store;
+  @Field(() => String, { description: 'The store product that grants it ("promotional" for a promotional grant).' }) productId!: string;
+  @Field(() => EntitlementStoreEnum) store!: EntitlementStore;
   @Field(() => Boolean) isSandbox!: boolean;
   @Field(() => OwnershipEnum, { description: 'FAMILY_SHARED: shared by a family member through Apple Family Sharing.' }) ownership!: Ownership;
   @Field(() => Date) purchasedAt!: Date;

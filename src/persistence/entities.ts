@@ -317,7 +317,10 @@ export const PendingProof = defineEntity({
   name: 'PendingProof',
   tableName: 'pending_proof',
   uniques: [{ name: 'pending_proof_key_unique', properties: ['store', 'proofKey'] }],
-  indexes: [{ name: 'pending_proof_due_idx', properties: ['status', 'nextAttemptAt'] }],
+  indexes: [
+    { name: 'pending_proof_due_idx', properties: ['status', 'nextAttemptAt'] },
+    { name: 'pending_proof_customer_idx', properties: ['appUserId', 'status', 'createdAt'] },
+  ],
   properties: {
     id: p.uuid().primary(),
     store: p.enum(STORES).length(16),

@@ -125,6 +125,88 @@ export async function ownerOfOrderToken(em: Em, token: string): Promise<string |
   return (customer?.app_user_id as string | undefined) ?? null;
 }
 
+/** Whether a customer holds a grant from this lineage (subscription or one-time purchase) that is active at `now`. */
+export async function hasActiveGrantFrom(em: Em, customerId: string, store: Store, lineageId: string, now: Date): Promise<boolean> {
+  const row = (await em.execute<Row>(
+    `select 1 as found from entitlement_grant
+     where customer_id = ? and superseded_at is null and starts_at <= ? and (ends_at is null or ends_at > ?)
+       and (source_key = ? or source_key in (select 'tx:' || store || ':' || store_transaction_id from purchase where store = ? and lineage_id = ?))
+     limit 1`,
+    [customerId, now, now, `sub:${store}:${lineageId}`, store, lineageId],
+    'get',
+  )) as Row | undefined;
+  return row !== undefined;
+}
+
+/**
+ * Moves a lineage (every transaction of a subscription, or a one-time purchase) to another customer: the
+ * purchases and the subscription change owner and the old owner's grants from it end now. The caller holds the
+ * lineage lock and both customer locks, then re-derives the grants for the new owner.
+ */
+export async function transferLineage(em: Em, store: Store, lineageId: string, fromCustomerId: string, toCustomerId: string): Promise<void> {
+  await em.execute(
+    `update entitlement_grant set superseded_at = now()
+     where customer_id = ? and superseded_at is null
+       and (source_key = ? or source_key in (select 'tx:' || store || ':' || store_transaction_id from purchase where store = ? and lineage_id = ?))`,
+    [fromCustomerId, `sub:${store}:${lineageId}`, store, lineageId],
+  );
+  await em.execute('update purchase set customer_id = ?, updated_at = now() where store = ? and lineage_id = ? and customer_id = ?', [toCustomerId, store, lineageId, fromCustomerId]);
+  await em.execute('update subscription set customer_id = ?, updated_at = now() where store = ? and lineage_id = ? and customer_id = ?', [toCustomerId, store, lineageId, fromCustomerId]);
+}
+
+/** Locks another customer's row (by id) in the same way as lockCustomer; returns its appUserId. */
+export async function lockCustomerById(em: Em, customerId: string): Promise<string> {
+  const row = await em.execute<Row>('select app_user_id from customer where id = ? for no key update', [customerId], 'get');
+  return row.app_user_id as string;
+}
+
+/**
+ * Marks the order a newly held purchase fulfils. By the order token that travelled through the store, or the
+ * order id the app submitted with the proof; when neither names one, the customer's oldest open order for the
+ * product created within `windowMs` before the purchase. Never an order of another customer. Returns its id.
+ */
+export async function fulfilOrder(
+  em: Em,
+  customerId: string,
+  purchaseId: string,
+  p: Pick<NormalizedPurchase, 'store' | 'productId' | 'orderToken' | 'purchasedAt'>,
+  o: { orderId: string | null; windowMs: number; firstOfLineage: boolean; granted: boolean },
+): Promise<string | null> {
+  const status = o.granted ? 'FULFILLED' : 'PAID';
+  const claim = async (where: string, params: unknown[]): Promise<string | null> => {
+    const row = (await em.execute<Row>(
+      `update purchase_order set status = ?, purchase_id = ?, store = coalesce(store, ?), updated_at = now()
+       where id = (select id from purchase_order where customer_id = ? and purchase_id is null and status in ('CREATED', 'PAID', 'EXPIRED') and ${where}
+                   order by created_at limit 1 for update)
+       returning id`,
+      [status, purchaseId, p.store, customerId, ...params],
+      'get',
+    )) as Row | undefined;
+    return (row?.id as string | undefined) ?? null;
+  };
+  if (p.orderToken) {
+    const byToken = await claim('token = ?', [p.orderToken]);
+    if (byToken) return byToken;
+  }
+  if (o.orderId && isUuid(o.orderId)) {
+    const byId = await claim('id = ? and product_id = ?', [o.orderId, p.productId]);
+    if (byId) return byId;
+  }
+  // Without a token (older apps, a store that dropped it), only the first purchase of a lineage matches, and only
+  // an order still open: a renewal is never "the purchase the order was for".
+  if (!o.firstOfLineage) return null;
+  return claim(`status = 'CREATED' and product_id = ? and (store is null or store = ?) and created_at between ? and ?`, [
+    p.productId,
+    p.store,
+    new Date(p.purchasedAt.getTime() - o.windowMs),
+    new Date(p.purchasedAt.getTime() + ORDER_CLOCK_SKEW_MS),
+  ]);
+}
+
+/** A purchase may be dated slightly before the order by the store's clock. */
+const ORDER_CLOCK_SKEW_MS = 5 * 60_000;
+const isUuid = (s: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
+
 export interface StoreTaskRow {
   id: number;
   kind: 'ACKNOWLEDGE_PRODUCT' | 'ACKNOWLEDGE_SUBSCRIPTION' | 'CONSUME_PRODUCT';
@@ -383,7 +465,7 @@ export interface EventContext {
 
 /** Appends events; an event whose key is already recorded is skipped. Returns the number appended. */
 export async function appendEvents(em: Em, ctx: EventContext, events: readonly DerivedEvent[]): Promise<number> {
-  let appended = 0;
+  const inserted: string[] = [];
   for (const e of events) {
     const rows = await em.execute<Row[]>(
       `insert into event (key, customer_id, type, occurred_at, recorded_at, store, environment, product_id, lineage_id,
@@ -393,9 +475,28 @@ export async function appendEvents(em: Em, ctx: EventContext, events: readonly D
        returning id`,
       [e.key, ctx.customerId, e.type, e.occurredAt, ctx.store, ctx.environment, e.productId || null, ctx.lineageId, e.transactionId || null, JSON.stringify(e.data)],
     );
-    appended += rows.length;
+    for (const r of rows) inserted.push(String(r.id));
   }
-  return appended;
+  if (inserted.length > 0) await enqueueWebhookDeliveries(em, inserted);
+  return inserted.length;
+}
+
+/**
+ * The webhook outbox: one PENDING delivery per newly inserted event and active endpoint, written in the event's
+ * own transaction, so an event never commits without its deliveries and a crash loses none. A customer's
+ * writers are serialized by the customer lock, so delivery ids follow the customer's event order (the
+ * delivery job sends them in that order).
+ */
+async function enqueueWebhookDeliveries(em: Em, eventIds: readonly string[]): Promise<void> {
+  await em.execute(
+    `insert into webhook_delivery (endpoint_id, event_id, customer_id, status, attempts, next_attempt_at, created_at)
+     select w.id, ev.id, ev.customer_id, 'PENDING', 0, now(), now()
+     from event ev cross join webhook_endpoint w
+     where w.active and ev.id in (${eventIds.map(() => '?').join(', ')})
+     order by ev.id, w.id
+     on conflict (endpoint_id, event_id) do nothing`,
+    [...eventIds],
+  );
 }
 
 /** Locks (creating at zero) the balance row of one currency and returns its balance. */
@@ -437,7 +538,7 @@ export async function findLedgerEntry(em: Em, key: string): Promise<Row | undefi
   return (await em.execute<Row>('select customer_id, currency, amount, balance_after from credit_ledger where key = ?', [key], 'get')) as Row | undefined;
 }
 
-/** Rebuilds the customer's entitlement cache from its subscriptions and one-time purchases. */
+/** Rebuilds the customer's entitlement cache from its subscriptions, one-time purchases and promotional grants. */
 export async function refreshEntitlementSources(
   em: Em,
   customerId: string,
@@ -489,6 +590,27 @@ export async function refreshEntitlementSources(
         ownership: p.ownership as Ownership,
       });
     }
+  }
+  const promotions = await em.execute<Row[]>(
+    'select entitlement, starts_at, expires_at from promotional_entitlement where customer_id = ? and revoked_at is null',
+    [customerId],
+  );
+  for (const g of promotions) {
+    const expiresAt = toDate(g.expires_at);
+    sources.push({
+      entitlement: g.entitlement as string,
+      productId: 'promotional',
+      store: 'PROMOTIONAL',
+      environment: 'PRODUCTION',
+      kind: expiresAt ? 'NON_RENEWING' : 'NON_CONSUMABLE',
+      state: null,
+      purchasedAt: toDate(g.starts_at)!,
+      expiresAt,
+      gracePeriodExpiresAt: null,
+      willRenew: false,
+      revokedAt: null,
+      ownership: 'PURCHASED',
+    });
   }
   await em.execute('update customer set entitlement_sources = ?, revision = revision + 1, updated_at = now() where id = ?', [
     JSON.stringify(sources),

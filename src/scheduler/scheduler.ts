@@ -15,6 +15,7 @@ export function jobsFor(services: Services): Job[] {
   const jobs: Job[] = [
     { name: 'store-tasks', cron: '* * * * *', run: () => services.storeTasks.runDue(now()) },
     { name: 'pending-proofs', cron: '* * * * *', run: () => services.receipts.retryPending(now()) },
+    { name: 'expire-orders', cron: '*/5 * * * *', run: () => services.orders.expireDue(now()) },
   ];
   const google = services.googleNotifications;
   if (google) {
@@ -23,6 +24,11 @@ export function jobsFor(services: Services): Job[] {
   }
   const apple = services.appleNotifications;
   if (apple) jobs.push({ name: 'apple-notifications', cron: '* * * * *', run: () => apple.processDue(now()) });
+  const webhooks = services.webhooks;
+  // Every 5 seconds (node-cron's optional seconds field), not every minute: a commit on this instance already
+  // nudges delivery at once, but retries fall due at 30 s, 1 min, ... and writes that do not nudge still queue
+  // deliveries; 5 s keeps those close to their due time for one indexed query per run when nothing is due.
+  if (webhooks.enabled) jobs.push({ name: 'webhooks', cron: '*/5 * * * * *', run: () => webhooks.deliverDue(now()) });
   return jobs;
 }
 

@@ -7,6 +7,8 @@ import type { StoreAdapters } from '../stores/adapter.js';
 import { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { GooglePlayAdapter } from '../stores/google/adapter.js';
 import { AppleNotifications } from './apple-notifications.js';
+import { OrderService } from './orders.js';
+import { SupportService } from './support.js';
 import { CreditService } from './credits.js';
 import { CustomerQueries } from './customer-queries.js';
 import { EntitlementReader, ormCustomerLookup, type CustomerLookup } from './entitlement-reader.js';
@@ -15,6 +17,7 @@ import { PendingProofs } from './pending-proofs.js';
 import { PurchaseRecorder } from './purchase-recorder.js';
 import { StoreTaskRunner } from './store-tasks.js';
 import { SubmitReceiptService } from './submit-receipt.js';
+import { WebhookService, type WebhookMetrics } from './webhooks.js';
 
 export type Clock = () => Date;
 
@@ -33,21 +36,33 @@ export interface Services {
   googleNotifications: GoogleNotifications | null;
   /** Null unless the App Store is configured. */
   appleNotifications: AppleNotifications | null;
+  orders: OrderService;
+  support: SupportService;
+  /** Outbound webhooks: delivery job and log (delivers only when WEBHOOK_URLS is configured). */
+  webhooks: WebhookService;
 }
 
 export interface ServiceOptions {
   orm: Orm;
   catalog: Catalog;
-  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs'>;
+  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks'>;
   clock: Clock;
   log: Logger;
   customerLookup?: CustomerLookup;
+  webhookMetrics?: WebhookMetrics;
 }
 
 export function createServices(o: ServiceOptions): Services {
   const { orm, catalog, clock, log } = o;
   const reader = new EntitlementReader(o.customerLookup ?? ormCustomerLookup(orm), o.config.entitlementCacheTtlMs);
-  const recorder = new PurchaseRecorder(orm, catalog, (appUserId) => reader.invalidate(appUserId));
+  const webhooks = new WebhookService(orm, o.config.webhooks, clock, log.child({ component: 'webhooks' }), o.webhookMetrics);
+  // Called after every commit that changed a customer (and may have appended events): the cache entry goes,
+  // and the webhooks those events queued are sent now rather than at the next scheduler slot.
+  const afterCustomerWrite = (appUserId: string): void => {
+    reader.invalidate(appUserId);
+    webhooks.runSoon();
+  };
+  const recorder = new PurchaseRecorder(orm, catalog, afterCustomerWrite, o.config.purchases);
   const google = o.config.google ? new GooglePlayAdapter(o.config.google, catalog, log.child({ store: 'PLAY_STORE' }), clock) : null;
   const apple = o.config.apple ? new AppStoreAdapter(o.config.apple, catalog, log.child({ store: 'APP_STORE' }), clock) : null;
   const adapters: StoreAdapters = {};
@@ -62,11 +77,14 @@ export function createServices(o: ServiceOptions): Services {
     reader,
     queries: new CustomerQueries(orm),
     recorder,
-    credits: new CreditService(orm),
+    credits: new CreditService(orm, () => webhooks.runSoon()),
     receipts: new SubmitReceiptService(adapters, recorder, pendingProofs, storeTasks, log),
     pendingProofs,
     storeTasks,
     googleNotifications: google ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log) : null,
     appleNotifications: apple ? new AppleNotifications(orm, apple, recorder, clock, log.child({ store: 'APP_STORE' })) : null,
+    orders: new OrderService(orm, catalog, o.config.purchases),
+    support: new SupportService(orm, catalog, apple, afterCustomerWrite, log),
+    webhooks,
   };
 }

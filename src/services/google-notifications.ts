@@ -172,7 +172,7 @@ export class GoogleNotifications {
       await this.recorder.keepUnowned([reading.purchase]);
       return 'kept unowned until a customer submits it';
     }
-    const outcome = await this.recorder.record(owner, [reading.purchase], this.clock(), reading.followUps);
+    const outcome = await this.recorder.record(owner, [reading.purchase], this.clock(), { followUps: reading.followUps });
     await this.pending.resolveGoogleToken(token, 'VERIFIED', 'OK');
     this.tasks.runSoon(outcome.queuedTaskIds);
     return outcome.foreignTransactionIds.length > 0 ? 'belongs to another customer' : `applied to ${owner}`;

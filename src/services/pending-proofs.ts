@@ -31,6 +31,23 @@ export function nextAttemptAt(now: Date, attempts: number, random: () => number 
   return new Date(now.getTime() + base * (0.5 + random()));
 }
 
+/** Receipts larger than this are kept without their bytes when refused (a garbage flood must not fill the disk). */
+const MAX_KEPT_RECEIPT_CHARS = 100_000;
+
+export interface KeptProofView {
+  id: string;
+  store: PurchaseProof['store'];
+  /** Known before verification only for Google (the app names it). */
+  productId: string | null;
+  status: 'PENDING' | 'REJECTED';
+  reason: string;
+  message: string | null;
+  attempts: number;
+  submittedAt: Date;
+  updatedAt: Date;
+  nextAttemptAt: Date | null;
+}
+
 export class PendingProofs {
   constructor(private readonly orm: Orm) {}
 
@@ -52,6 +69,45 @@ export class PendingProofs {
          attempts = greatest(pending_proof.attempts, excluded.attempts), next_attempt_at = excluded.next_attempt_at, updated_at = now()`,
       [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, attempts, nextAttemptAt(now, attempts), message],
     );
+  }
+
+  /**
+   * Keeps a proof the store definitively refused, with its reason, for support. A proof another customer had
+   * verified keeps that record. Very large legacy receipts are kept without their bytes.
+   */
+  async reject(appUserId: string, proof: PurchaseProof, orderId: string | null, reason: ReceiptReason, message: string, now: Date): Promise<void> {
+    const kept = proof.store === 'APP_STORE' && (proof.appReceipt?.length ?? 0) > MAX_KEPT_RECEIPT_CHARS ? { ...proof, appReceipt: null, appReceiptOmitted: true } : proof;
+    await this.conn().execute(
+      `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
+       values (?, ?, ?, ?, ?, ?, 'REJECTED', ?, 1, ?, ?, now(), now())
+       on conflict (store, proof_key) do update set status = 'REJECTED', reason = excluded.reason, last_error = excluded.last_error, updated_at = now()
+         where pending_proof.status <> 'VERIFIED'`,
+      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(kept), orderId, reason, now, message],
+    );
+  }
+
+  /** A customer's kept proofs with the given status, newest first: what is still being verified, or was refused. */
+  async ofCustomer(appUserId: string, status: 'PENDING' | 'REJECTED', limit = 50): Promise<KeptProofView[]> {
+    const rows = (await this.conn().execute(
+      `select id, store, proof, reason, last_error, attempts, next_attempt_at, created_at, updated_at from pending_proof
+       where app_user_id = ? and status = ? order by created_at desc limit ?`,
+      [appUserId, status, limit],
+    )) as Row[];
+    return rows.map((r) => {
+      const proof = (typeof r.proof === 'string' ? JSON.parse(r.proof) : r.proof) as PurchaseProof;
+      return {
+        id: r.id as string,
+        store: r.store as PurchaseProof['store'],
+        productId: proof.store === 'PLAY_STORE' ? proof.productId : null,
+        status,
+        reason: r.reason as string,
+        message: (r.last_error as string | null) ?? null,
+        attempts: Number(r.attempts),
+        submittedAt: toDate(r.created_at)!,
+        updatedAt: toDate(r.updated_at)!,
+        nextAttemptAt: status === 'PENDING' ? toDate(r.next_attempt_at) : null,
+      };
+    });
   }
 
   /** Records the store's definitive answer for a kept proof (if one was kept). */

@@ -4,10 +4,11 @@
 // transaction, and every insert is guarded by a unique key.
 import type { Catalog } from '../domain/catalog.js';
 import { deriveOneTimePurchase, deriveSubscription } from '../domain/engine.js';
-import type { NormalizedPurchase, Store } from '../domain/types.js';
+import type { DerivedEvent, NormalizedPurchase, ProductKind, Store } from '../domain/types.js';
 import type { Em, Orm } from '../persistence/orm.js';
 import * as repo from '../persistence/repository.js';
 import { retryOnConflict } from '../persistence/retry.js';
+import type { PurchaseRules, TransferPolicy } from '../config/config.js';
 import type { StoreTaskSpec } from '../stores/adapter.js';
 
 export interface RecordOutcome {
@@ -22,6 +23,19 @@ export interface RecordOutcome {
   unknownProductTransactionIds: string[];
   /** Store calls (acknowledge, consume) queued by this call, to run right after commit. */
   queuedTaskIds: number[];
+  /** Transactions moved to this customer from another one under the transfer policy. */
+  transferredTransactionIds: string[];
+  /** Orders (createOrder) the purchases fulfilled. */
+  fulfilledOrderIds: string[];
+  /** Every customer whose entitlements changed (this one, and the previous owner of a transfer). */
+  changedAppUserIds: string[];
+}
+
+export interface RecordOptions {
+  /** Store calls to queue for what the customer now holds (Google acknowledge/consume). */
+  followUps?: readonly StoreTaskSpec[];
+  /** The order id the app submitted with the proof. */
+  orderId?: string | null;
 }
 
 /** Channel on which PostgreSQL tells every instance whose entitlements changed (payload: appUserId). */
@@ -31,11 +45,28 @@ const byLineageThenTransaction = (a: NormalizedPurchase, b: NormalizedPurchase):
   compare(a.store, b.store) || compare(a.lineageId, b.lineageId) || compare(a.transactionId, b.transactionId);
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
+/** The purchase that started a lineage, not a renewal: Apple's original transaction; Google's first order (renewals end in `..N`). */
+function isFirstOfLineage(p: NormalizedPurchase): boolean {
+  return p.store === 'APP_STORE' ? p.transactionId === p.lineageId : !/\.\.\d+$/.test(p.transactionId);
+}
+
+function transferEvent(p: NormalizedPurchase, now: Date, direction: 'IN' | 'OUT', from: string, to: string, data: Record<string, unknown>): DerivedEvent {
+  return {
+    key: `transfer:${direction}:${p.store}:${p.lineageId}:${from}:${to}:${now.getTime()}`,
+    type: 'TRANSFER',
+    occurredAt: now,
+    productId: p.productId,
+    transactionId: p.transactionId,
+    data: { direction, ...data },
+  };
+}
+
 export class PurchaseRecorder {
   constructor(
     private readonly orm: Orm,
     private readonly catalog: Catalog,
     private readonly onCustomerChanged: (appUserId: string) => void,
+    private readonly rules: PurchaseRules,
   ) {}
 
   /**
@@ -43,14 +74,14 @@ export class PurchaseRecorder {
    * lineage in sorted order, then balances), so concurrent calls for the same purchases wait rather than
    * deadlock; a conflict PostgreSQL still aborts is retried as a whole.
    */
-  async record(appUserId: string, purchases: readonly NormalizedPurchase[], now: Date, followUps: readonly StoreTaskSpec[] = []): Promise<RecordOutcome> {
+  async record(appUserId: string, purchases: readonly NormalizedPurchase[], now: Date, options: RecordOptions = {}): Promise<RecordOutcome> {
     const outcome = await retryOnConflict(() =>
       this.orm.em.fork().transactional(async (em) => {
         const ordered = (await this.placeInLineages(em, purchases)).sort(byLineageThenTransaction);
-        return this.recordInTransaction(em, appUserId, ordered, now, followUps);
+        return this.recordInTransaction(em, appUserId, ordered, now, options);
       }),
     );
-    this.onCustomerChanged(appUserId);
+    for (const changed of outcome.changedAppUserIds) this.onCustomerChanged(changed);
     return outcome;
   }
 
@@ -106,13 +137,7 @@ export class PurchaseRecorder {
     return revoked ? { ...p, revokedAt: revoked.revokedAt, revocationReason: revoked.reason } : p;
   }
 
-  private async recordInTransaction(
-    em: Em,
-    appUserId: string,
-    purchases: readonly NormalizedPurchase[],
-    now: Date,
-    followUps: readonly StoreTaskSpec[],
-  ): Promise<RecordOutcome> {
+  private async recordInTransaction(em: Em, appUserId: string, purchases: readonly NormalizedPurchase[], now: Date, options: RecordOptions): Promise<RecordOutcome> {
     const customerId = await repo.lockCustomer(em, appUserId);
     const outcome: RecordOutcome = {
       customerId,
@@ -121,6 +146,9 @@ export class PurchaseRecorder {
       foreignTransactionIds: [],
       unknownProductTransactionIds: [],
       queuedTaskIds: [],
+      transferredTransactionIds: [],
+      fulfilledOrderIds: [],
+      changedAppUserIds: [appUserId],
     };
     const lineages = new Map<string, { store: Store; lineageId: string }>();
     for (const p of purchases) lineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
@@ -128,22 +156,43 @@ export class PurchaseRecorder {
 
     const subscriptionLineages = new Map<string, { store: Store; lineageId: string }>();
     const oneTimeTransactions: NormalizedPurchase[] = [];
+    const previousOwners = new Map<string, string>();
     for (const original of purchases) {
       const p = await this.withKnownRevocation(em, original);
       const product = this.catalog.find(p.store, p.productId);
       // A renewal's new transaction id still belongs to whoever owns the subscription.
       const sub = await repo.lockSubscription(em, p.store, p.lineageId);
-      if (sub?.customerId && sub.customerId !== customerId) {
-        outcome.foreignTransactionIds.push(p.transactionId);
-        continue;
+      let stored = sub?.customerId ? null : await repo.insertOrLockPurchase(em, p, product?.kind ?? null, customerId);
+      const owner = sub?.customerId ?? stored!.customerId;
+      if (owner !== null && owner !== customerId) {
+        if (!(await this.transfers(em, owner, p, product?.kind ?? null, now))) {
+          outcome.foreignTransactionIds.push(p.transactionId);
+          continue;
+        }
+        const from = await repo.lockCustomerById(em, owner);
+        await repo.transferLineage(em, p.store, p.lineageId, owner, customerId);
+        await repo.appendEvents(em, { customerId: owner, store: p.store, environment: p.environment, lineageId: p.lineageId }, [
+          transferEvent(p, now, 'OUT', owner, customerId, { toAppUserId: appUserId }),
+        ]);
+        await repo.appendEvents(em, { customerId, store: p.store, environment: p.environment, lineageId: p.lineageId }, [
+          transferEvent(p, now, 'IN', owner, customerId, { fromAppUserId: from }),
+        ]);
+        previousOwners.set(owner, from);
+        outcome.transferredTransactionIds.push(p.transactionId);
       }
-      const stored = await repo.insertOrLockPurchase(em, p, product?.kind ?? null, customerId);
-      if (stored.customerId !== null && stored.customerId !== customerId) {
-        outcome.foreignTransactionIds.push(p.transactionId);
-        continue;
-      }
+      stored ??= await repo.insertOrLockPurchase(em, p, product?.kind ?? null, customerId);
       await repo.appendObservation(em, p);
       if (!stored.inserted) await repo.refreshPurchaseFromHistory(em, stored.id, p.store, p.lineageId, p.transactionId, customerId);
+      const isNew = stored.inserted || stored.customerId === null;
+      if (isNew) {
+        const orderId = await repo.fulfilOrder(em, customerId, stored.id, p, {
+          orderId: options.orderId ?? null,
+          windowMs: this.rules.orderMatchWindowMs,
+          firstOfLineage: isFirstOfLineage(p),
+          granted: product !== undefined,
+        });
+        if (orderId) outcome.fulfilledOrderIds.push(orderId);
+      }
       if (!product) {
         // Kept, because the store says it was paid; it grants once the catalog lists the product and the
         // purchase is seen again.
@@ -151,7 +200,7 @@ export class PurchaseRecorder {
         continue;
       }
       // Claiming a purchase nobody owned yet (first seen through a notification) is new for this customer.
-      (stored.inserted || stored.customerId === null ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
+      (isNew ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
       if (product.kind === 'AUTO_RENEWABLE') subscriptionLineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
       else oneTimeTransactions.push(p);
     }
@@ -163,18 +212,37 @@ export class PurchaseRecorder {
     // crash after commit still leaves the call to be made.
     const held = new Set([...outcome.newTransactionIds, ...outcome.knownTransactionIds]);
     const heldTokens = new Set(purchases.filter((p) => held.has(p.transactionId)).map((p) => p.purchaseToken));
-    for (const task of followUps) {
+    for (const task of options.followUps ?? []) {
       if (heldTokens.has(task.token)) outcome.queuedTaskIds.push(...(await repo.queueStoreTask(em, 'PLAY_STORE', task, now)));
     }
     for (const p of oneTimeTransactions) {
       await this.applyOneTime(em, customerId, p, now);
     }
+    const entitlementsOf = (store: Store, productId: string) => this.catalog.find(store, productId)?.entitlements ?? [];
+    for (const [previousId, previousAppUserId] of previousOwners) {
+      await repo.refreshEntitlementSources(em, previousId, entitlementsOf);
+      await em.execute('select pg_notify(?, ?)', [ENTITLEMENTS_CHANGED_CHANNEL, previousAppUserId]);
+      outcome.changedAppUserIds.push(previousAppUserId);
+    }
     if (subscriptionLineages.size + oneTimeTransactions.length > 0) {
-      await repo.refreshEntitlementSources(em, customerId, (store, productId) => this.catalog.find(store, productId)?.entitlements ?? []);
+      await repo.refreshEntitlementSources(em, customerId, entitlementsOf);
       await em.execute('select pg_notify(?, ?)', [ENTITLEMENTS_CHANGED_CHANNEL, appUserId]);
     }
     return outcome;
   }
+
+  /**
+   * The transfer policy for a purchase another customer owns. Consumables never move: their credits were
+   * granted to the first customer and may have been spent.
+   */
+  private async transfers(em: Em, owner: string, p: NormalizedPurchase, kind: ProductKind | null, now: Date): Promise<boolean> {
+    if (kind === null || kind === 'CONSUMABLE') return false;
+    const policy: TransferPolicy = p.environment === 'SANDBOX' ? this.rules.sandboxTransferPolicy : this.rules.transferPolicy;
+    if (policy === 'KEEP_WITH_ORIGINAL') return false;
+    if (policy === 'TRANSFER') return true;
+    return !(await repo.hasActiveGrantFrom(em, owner, p.store, p.lineageId, now));
+  }
+
   private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date): Promise<void> {
     const history = await repo.loadObservations(em, store, lineageId);
     const d = deriveSubscription(history, (s, id) => this.catalog.find(s, id), now);

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { AppError, type ReceiptReason, type ReceiptStatus } from '../domain/errors.js';
 import type { PurchaseProof, StoreAdapters } from '../stores/adapter.js';
 import type { PendingProofs } from './pending-proofs.js';
-import type { PurchaseRecorder } from './purchase-recorder.js';
+import type { PurchaseRecorder, RecordOutcome } from './purchase-recorder.js';
 import type { StoreTaskRunner } from './store-tasks.js';
 
 export interface SubmitReceiptCommand {
@@ -22,6 +22,18 @@ export interface SubmitReceiptResult {
   transactionIds: string[];
 }
 
+export interface RestoreResult {
+  /** Transactions this customer now holds (new, or already theirs). */
+  restoredTransactionIds: string[];
+  /** Of those, the ones moved here from another customer. */
+  transferredTransactionIds: string[];
+  /** Transactions that stay with another customer (transfer policy, or consumables). */
+  inUseTransactionIds: string[];
+  /** Proofs the store could not judge now: kept and verified later. */
+  pending: { reason: ReceiptReason; message: string }[];
+  rejected: { reason: ReceiptReason; message: string }[];
+}
+
 export class SubmitReceiptService {
   constructor(
     private readonly adapters: StoreAdapters,
@@ -36,6 +48,39 @@ export class SubmitReceiptService {
       throw new AppError('STORE_NOT_CONFIGURED', `${cmd.proof.store} is not configured on this server`, { store: cmd.proof.store });
     }
     return this.verifyAndRecord(cmd);
+  }
+
+  /**
+   * Restore purchases: re-verifies everything the proofs cover and attaches what the store confirms to this
+   * customer (a purchase another customer holds moves only under the transfer policy; consumables never move).
+   * Each proof is verified and recorded on its own, so one store being down does not hold the others back.
+   */
+  async restore(appUserId: string, proofs: readonly PurchaseProof[], now: Date): Promise<RestoreResult> {
+    const result: RestoreResult = { restoredTransactionIds: [], transferredTransactionIds: [], inUseTransactionIds: [], pending: [], rejected: [] };
+    for (const proof of proofs) {
+      const adapter = this.adapters[proof.store];
+      if (!adapter) throw new AppError('STORE_NOT_CONFIGURED', `${proof.store} is not configured on this server`, { store: proof.store });
+      const verification = await (adapter.restore ?? adapter.verify).call(adapter, proof);
+      if (verification.status === 'PENDING') {
+        await this.pending.keep(appUserId, proof, null, verification.reason, verification.message, now);
+        result.pending.push({ reason: verification.reason, message: verification.message });
+        continue;
+      }
+      if (verification.status === 'REJECTED') {
+        await this.pending.reject(appUserId, proof, null, verification.reason, verification.message, now);
+        result.rejected.push({ reason: verification.reason, message: verification.message });
+        continue;
+      }
+      const recorded = await this.recorder.record(appUserId, verification.purchases, now, { followUps: verification.followUps });
+      this.tasks.runSoon(recorded.queuedTaskIds);
+      if (verification.recheckLater) await this.pending.keep(appUserId, proof, null, verification.recheckLater.reason, verification.recheckLater.message, now);
+      else await this.pending.resolve(proof, 'VERIFIED', 'OK');
+      result.restoredTransactionIds.push(...recorded.newTransactionIds, ...recorded.knownTransactionIds);
+      result.transferredTransactionIds.push(...recorded.transferredTransactionIds);
+      result.inUseTransactionIds.push(...recorded.foreignTransactionIds);
+    }
+    this.log.info({ appUserId, restored: result.restoredTransactionIds.length, transferred: result.transferredTransactionIds.length }, 'purchases restored');
+    return result;
   }
 
   /** Retries kept proofs that are due. Returns how many got a definitive answer. */
@@ -70,34 +115,42 @@ export class SubmitReceiptService {
       return { status: 'PENDING', reason: verification.reason, message: verification.message, transactionIds: [] };
     }
     if (verification.status === 'REJECTED') {
-      await this.pending.resolve(cmd.proof, 'REJECTED', verification.reason);
+      await this.pending.reject(cmd.appUserId, cmd.proof, cmd.orderId, verification.reason, verification.message, cmd.now);
       this.log.info({ store: cmd.proof.store, reason: verification.reason, appUserId: cmd.appUserId }, `purchase proof rejected: ${verification.message}`);
       return { status: 'REJECTED', reason: verification.reason, message: verification.message, transactionIds: [] };
     }
     const transactionIds = verification.purchases.map((p) => p.transactionId);
-    const recorded = await this.recorder.record(cmd.appUserId, verification.purchases, cmd.now, verification.followUps ?? []);
-    if (verification.recheckLater) {
+    const recorded = await this.recorder.record(cmd.appUserId, verification.purchases, cmd.now, { followUps: verification.followUps, orderId: cmd.orderId });
+    this.tasks.runSoon(recorded.queuedTaskIds);
+    const result = { ...answerFor(recorded), transactionIds };
+    if (result.status === 'REJECTED') {
+      await this.pending.reject(cmd.appUserId, cmd.proof, cmd.orderId, result.reason, result.message, cmd.now);
+    } else if (verification.recheckLater) {
       // Granted on what the store verified; kept so the retry job asks the store for the current state again.
       const { reason, message } = verification.recheckLater;
       await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, reason, message, cmd.now, attempts ?? 1);
     } else {
       await this.pending.resolve(cmd.proof, 'VERIFIED', 'OK');
     }
-    this.tasks.runSoon(recorded.queuedTaskIds);
-    if (recorded.newTransactionIds.length > 0) {
-      return { status: 'VERIFIED', reason: 'OK', message: 'purchase verified and recorded', transactionIds };
-    }
-    if (recorded.knownTransactionIds.length > 0) {
-      return { status: 'ALREADY_VERIFIED', reason: 'ALREADY_VERIFIED', message: 'this purchase was already recorded for this customer', transactionIds };
-    }
-    if (recorded.unknownProductTransactionIds.length > 0 && recorded.foreignTransactionIds.length === 0) {
-      return {
-        status: 'REJECTED',
-        reason: 'PRODUCT_NOT_IN_CATALOG',
-        message: 'the store confirmed the purchase, but its product is not in the catalog: it is kept and grants nothing until the catalog lists it',
-        transactionIds,
-      };
-    }
-    return { status: 'REJECTED', reason: 'RECEIPT_IN_USE', message: 'this purchase belongs to another customer', transactionIds };
+    return result;
   }
+}
+
+/** The caller's answer for what recording a verified proof did. */
+function answerFor(recorded: RecordOutcome): Omit<SubmitReceiptResult, 'transactionIds'> {
+  if (recorded.transferredTransactionIds.length > 0) {
+    return { status: 'VERIFIED', reason: 'TRANSFERRED', message: 'this purchase was moved here from another customer (transfer policy)' };
+  }
+  if (recorded.newTransactionIds.length > 0) return { status: 'VERIFIED', reason: 'OK', message: 'purchase verified and recorded' };
+  if (recorded.knownTransactionIds.length > 0) {
+    return { status: 'ALREADY_VERIFIED', reason: 'ALREADY_VERIFIED', message: 'this purchase was already recorded for this customer' };
+  }
+  if (recorded.unknownProductTransactionIds.length > 0 && recorded.foreignTransactionIds.length === 0) {
+    return {
+      status: 'REJECTED',
+      reason: 'PRODUCT_NOT_IN_CATALOG',
+      message: 'the store confirmed the purchase, but its product is not in the catalog: it is kept and grants nothing until the catalog lists it',
+    };
+  }
+  return { status: 'REJECTED', reason: 'RECEIPT_IN_USE', message: 'this purchase belongs to another customer' };
 }

@@ -54,6 +54,8 @@ export type VerificationResult =
 export interface StoreAdapter {
   readonly store: Store;
   verify(proof: PurchaseProof): Promise<VerificationResult>;
+  /** Everything the proof gives access to (restore): for Apple the account's whole transaction history. */
+  restore?(proof: PurchaseProof): Promise<VerificationResult>;
 }
 
 export type StoreAdapters = Partial<Record<Store, StoreAdapter>>;

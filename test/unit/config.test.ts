@@ -57,6 +57,13 @@ describe('config', () => {
     [{ ...APPLE, APPLE_KEY_ID: 'ABC123', APPLE_ISSUER_ID: 'issuer' }, 'APPLE_PRIVATE_KEY_FILE', '.p8'],
     [{ ...APPLE, APPLE_KEY_ID: 'ABC123', APPLE_ISSUER_ID: 'issuer', APPLE_PRIVATE_KEY: 'nope' }, 'APPLE_PRIVATE_KEY', 'not an App Store Connect in-app purchase key'],
     [{ ...APPLE, APPLE_VERIFY_RECEIPT_URL: 'buy.itunes' }, 'APPLE_VERIFY_RECEIPT_URL', 'not an http(s) URL'],
+    [{ WEBHOOK_URLS: 'https://hooks.example.com/iap' }, 'WEBHOOK_SECRET', 'required with WEBHOOK_URLS'],
+    [{ WEBHOOK_URLS: 'https://hooks.example.com/iap', WEBHOOK_SECRET: 'too-short' }, 'WEBHOOK_SECRET', 'at least 32 characters'],
+    [{ WEBHOOK_URLS: 'ftp://hooks.example.com/iap', WEBHOOK_SECRET: KEY }, 'WEBHOOK_URLS', 'not an http(s) URL'],
+    [{ WEBHOOK_URLS: 'https://a.example.com/x, not a url', WEBHOOK_SECRET: KEY }, 'WEBHOOK_URLS', 'not an http(s) URL'],
+    [{ WEBHOOK_URLS: 'https://a.example.com/x,https://a.example.com/x', WEBHOOK_SECRET: KEY }, 'WEBHOOK_URLS', 'listed twice'],
+    [{ WEBHOOK_URLS: 'https://a.example.com/x', WEBHOOK_SECRET: KEY, WEBHOOK_TIMEOUT_MS: '10s' }, 'WEBHOOK_TIMEOUT_MS', 'not a whole number'],
+    [{ WEBHOOK_URLS: 'https://a.example.com/x', WEBHOOK_SECRET: KEY, WEBHOOK_TIMEOUT_MS: '50' }, 'WEBHOOK_TIMEOUT_MS', 'out of range'],
   ])('rejects %j naming %s', (input, key, problem) => {
     let error: unknown;
     try {
@@ -119,6 +126,14 @@ describe('config', () => {
     expect(parseConfig({}).apple).toBeNull();
   });
 
+  it('reads the webhook settings; without URLs webhooks are off', () => {
+    const c = parseConfig({ WEBHOOK_URLS: 'https://a.example.com/iap, http://10.0.0.5:8080/hook', WEBHOOK_SECRET: KEY });
+    expect(c.webhooks).toEqual({ urls: ['https://a.example.com/iap', 'http://10.0.0.5:8080/hook'], secret: KEY, timeoutMs: 10_000 });
+    expect(parseConfig({ WEBHOOK_URLS: 'https://a.example.com/iap', WEBHOOK_SECRET: KEY, WEBHOOK_TIMEOUT_MS: '2500' }).webhooks!.timeoutMs).toBe(2500);
+    expect(parseConfig({}).webhooks).toBeNull();
+    expect(parseConfig({ WEBHOOK_SECRET: KEY }).webhooks).toBeNull();
+  });
+
   it('never shows secrets in the redacted form used for logs', () => {
     const c = parseConfig({
       API_KEYS: KEY,
@@ -131,8 +146,13 @@ describe('config', () => {
       APPLE_KEY_ID: 'ABC123',
       APPLE_ISSUER_ID: 'issuer',
       APPLE_PRIVATE_KEY: P8,
+      WEBHOOK_URLS: 'https://hooks.example.com/iap,https://user:url-password@hooks2.example.com/iap',
+      WEBHOOK_SECRET: 'webhook-signing-secret-0123456789abcdef',
     });
     const text = JSON.stringify(redactConfig(c));
+    expect(text).not.toContain('webhook-signing-secret');
+    expect(text).not.toContain('url-password');
+    expect(text).toContain('https://hooks.example.com/iap');
     expect(text).not.toContain(KEY);
     expect(text).not.toContain('s'.repeat(40));
     expect(text).not.toContain('hunter2');

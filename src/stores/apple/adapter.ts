@@ -40,11 +40,12 @@ export class AppStoreAdapter implements StoreAdapter {
     const verified = await this.signedData.transaction(jws);
     if (!verified.ok) return { status: verified.retryable ? 'PENDING' : 'REJECTED', reason: verified.reason, message: verified.message };
     const tx = verified.value;
+    // A product missing from the catalog is still handed on: Apple says it was paid, so it is kept (granting
+    // nothing) until the catalog lists it.
     const product = this.catalog.find('APP_STORE', String(tx.productId));
-    if (!product) return { status: 'REJECTED', reason: 'PRODUCT_NOT_IN_CATALOG', message: `product ${tx.productId} is not in the catalog` };
     const now = this.clock();
     const submitted = fromSignedTransaction(tx, { environment: verified.environment, now });
-    if (product.kind !== 'AUTO_RENEWABLE' || !this.api) return { status: 'VERIFIED', purchases: [submitted] };
+    if (product?.kind !== 'AUTO_RENEWABLE' || !this.api) return { status: 'VERIFIED', purchases: [submitted] };
 
     // The app's copy speaks of the moment it was bought; Apple's status says where the subscription is now.
     const current = await this.currentSubscriptionState(verified.environment, tx);
@@ -61,6 +62,44 @@ export class AppStoreAdapter implements StoreAdapter {
         message: `recorded from the signed transaction; its current status is fetched again later (${current.message})`,
       },
     };
+  }
+
+  /**
+   * Restore: every transaction of the Apple account behind the proof. A legacy receipt lists them itself; a signed
+   * transaction leads, with an API key, to Get Transaction History, and every subscription's latest state to Get
+   * All Subscription Statuses. Without a key only the submitted transaction can be restored.
+   */
+  async restore(proof: PurchaseProof): Promise<VerificationResult> {
+    if (proof.store !== 'APP_STORE') throw new Error('AppStoreAdapter restores APP_STORE proofs only');
+    if (proof.appReceipt) return this.verifyAppReceipt({ ...proof, transactionId: null });
+    if (!proof.signedTransaction || !this.api) return this.verify(proof);
+    const verified = await this.signedData.transaction(proof.signedTransaction);
+    if (!verified.ok) return { status: verified.retryable ? 'PENDING' : 'REJECTED', reason: verified.reason, message: verified.message };
+    const env = verified.environment;
+    const now = this.clock();
+    const history = await this.api.transactionHistory(env, String(verified.value.transactionId));
+    if (!history.ok) {
+      if (history.kind === 'AUTH') this.logAuthFailure(history);
+      const single = await this.verify(proof);
+      if (single.status !== 'VERIFIED' || history.kind === 'NOT_FOUND' || history.kind === 'INVALID') return single;
+      return { ...single, recheckLater: { reason: history.kind === 'AUTH' ? 'STORE_AUTH_FAILED' : 'STORE_UNAVAILABLE', message: `restored the submitted transaction only (${history.message})` } };
+    }
+    const purchases: NormalizedPurchase[] = [fromSignedTransaction(verified.value, { environment: env, now })];
+    for (const jws of history.value) {
+      const tx = await this.signedData.transaction(jws);
+      if (tx.ok) purchases.push(fromSignedTransaction(tx.value, { environment: tx.environment, now }));
+      else this.log.warn({ store: 'APP_STORE', reason: tx.reason }, 'a transaction of the history did not verify; skipped');
+    }
+    // The subscriptions' current state: the history has their transactions, the statuses their renewal info.
+    const statuses = await this.api.subscriptionStatuses(env, String(verified.value.transactionId));
+    if (statuses.ok) {
+      const lineages = new Set(purchases.filter((p) => p.expiresAt !== null).map((p) => p.lineageId));
+      for (const lineageId of lineages) {
+        const current = await this.fromStatuses(env, statuses.value, lineageId);
+        if (current.ok) purchases.push(...current.purchases);
+      }
+    }
+    return { status: 'VERIFIED', purchases: dedupe(purchases) };
   }
 
   /** The latest transaction and renewal info of the transaction's subscription, from the App Store Server API. */
@@ -105,9 +144,6 @@ export class AppStoreAdapter implements StoreAdapter {
       // Found by id, never by position: Apple promises no order, and a receipt holds every purchase of the account.
       const claimed = purchases.get(proof.transactionId);
       if (!claimed) return { status: 'REJECTED', reason: 'INVALID_RECEIPT', message: `the receipt does not contain transaction ${proof.transactionId}` };
-      if (!this.catalog.find('APP_STORE', claimed.productId)) {
-        return { status: 'REJECTED', reason: 'PRODUCT_NOT_IN_CATALOG', message: `product ${claimed.productId} is not in the catalog` };
-      }
     }
     if (purchases.size === 0) return { status: 'REJECTED', reason: 'INVALID_RECEIPT', message: 'the receipt holds no in-app purchases' };
     return { status: 'VERIFIED', purchases: [...purchases.values()] };
