@@ -74,7 +74,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       )
     : null;
   await listener?.start();
-  const scheduler = config.schedulerEnabled ? new Scheduler(jobsFor(services), log) : null;
+  const scheduler = config.schedulerEnabled ? new Scheduler(jobsFor(services, config.schedulerIntervalSeconds), log) : null;
   const http = new HttpServer({
     schema: await buildAppSchema(),
     services,

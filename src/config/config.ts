@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
 
 export interface AuthConfig {
   /** Server API keys: full access. Empty with no JWT settings means local development mode. */
@@ -106,6 +107,10 @@ export interface AppConfig {
   webhooks: WebhookConfig | null;
   /** Whether this instance runs the background jobs (retries, acknowledgements). */
   schedulerEnabled: boolean;
+  /** How often the frequent jobs (retries, acknowledgements, notifications) look for due work. */
+  schedulerIntervalSeconds: number;
+  /** Retry backoff and claim leases of background work. */
+  jobs: JobTiming;
   /** True when no credentials are configured: bound to loopback, every caller is treated as the server. */
   devMode: boolean;
 }
@@ -139,6 +144,10 @@ export const CONFIG_KEYS = [
   'JWT_ISSUER',
   'JWT_AUDIENCE',
   'SCHEDULER_ENABLED',
+  'SCHEDULER_INTERVAL_SECONDS',
+  'RETRY_BASE_DELAY_MS',
+  'RETRY_MAX_DELAY_MS',
+  'JOB_LEASE_SECONDS',
   'GOOGLE_SERVICE_ACCOUNT_KEY_FILE',
   'GOOGLE_SERVICE_ACCOUNT_JSON',
   'GOOGLE_PACKAGE_NAMES',
@@ -266,8 +275,25 @@ export function parseConfig(src: Source): AppConfig {
     purchases: parsePurchaseRules(src),
     webhooks: parseWebhooks(src),
     schedulerEnabled: bool(src, 'SCHEDULER_ENABLED', true),
+    schedulerIntervalSeconds: schedulerInterval(src),
+    jobs: parseJobTiming(src),
     devMode,
   };
+}
+
+function schedulerInterval(src: Source): number {
+  const seconds = int(src, 'SCHEDULER_INTERVAL_SECONDS', 60, 1, 60);
+  // A cron seconds step must divide the minute, or runs bunch up at the start of each minute.
+  if (60 % seconds !== 0) throw new ConfigError('SCHEDULER_INTERVAL_SECONDS', `must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60), got ${seconds}`);
+  return seconds;
+}
+
+function parseJobTiming(src: Source): JobTiming {
+  const retryBaseMs = int(src, 'RETRY_BASE_DELAY_MS', DEFAULT_JOB_TIMING.retryBaseMs, 10, 3_600_000);
+  const retryMaxMs = int(src, 'RETRY_MAX_DELAY_MS', DEFAULT_JOB_TIMING.retryMaxMs, 10, 7 * 24 * 3_600_000);
+  if (retryMaxMs < retryBaseMs) throw new ConfigError('RETRY_MAX_DELAY_MS', `must be at least RETRY_BASE_DELAY_MS (${retryBaseMs})`);
+  const leaseMs = int(src, 'JOB_LEASE_SECONDS', DEFAULT_JOB_TIMING.leaseMs / 1000, 1, 3600) * 1000;
+  return { retryBaseMs, retryMaxMs, leaseMs };
 }
 
 const PACKAGE_NAME = /^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$/;

@@ -10,25 +10,31 @@ export interface Job {
   run: () => Promise<unknown>;
 }
 
-export function jobsFor(services: Services): Job[] {
+/** A cron expression for "every `seconds` seconds" (a divisor of 60; 60 is every minute). */
+export function everySeconds(seconds: number): string {
+  return seconds >= 60 ? '* * * * *' : `*/${seconds} * * * * *`;
+}
+
+export function jobsFor(services: Services, intervalSeconds = 60): Job[] {
   const now = () => services.clock();
+  const often = everySeconds(intervalSeconds);
   const jobs: Job[] = [
-    { name: 'store-tasks', cron: '* * * * *', run: () => services.storeTasks.runDue(now()) },
-    { name: 'pending-proofs', cron: '* * * * *', run: () => services.receipts.retryPending(now()) },
+    { name: 'store-tasks', cron: often, run: () => services.storeTasks.runDue(now()) },
+    { name: 'pending-proofs', cron: often, run: () => services.receipts.retryPending(now()) },
     { name: 'expire-orders', cron: '*/5 * * * *', run: () => services.orders.expireDue(now()) },
   ];
   const google = services.googleNotifications;
   if (google) {
-    jobs.push({ name: 'google-notifications', cron: '* * * * *', run: () => google.processDue(now()) });
+    jobs.push({ name: 'google-notifications', cron: often, run: () => google.processDue(now()) });
     jobs.push({ name: 'google-voided-purchases', cron: '17 * * * *', run: () => google.syncVoidedPurchases(now()) });
   }
   const apple = services.appleNotifications;
-  if (apple) jobs.push({ name: 'apple-notifications', cron: '* * * * *', run: () => apple.processDue(now()) });
+  if (apple) jobs.push({ name: 'apple-notifications', cron: often, run: () => apple.processDue(now()) });
   const webhooks = services.webhooks;
   // Every 5 seconds (node-cron's optional seconds field), not every minute: a commit on this instance already
   // nudges delivery at once, but retries fall due at 30 s, 1 min, ... and writes that do not nudge still queue
   // deliveries; 5 s keeps those close to their due time for one indexed query per run when nothing is due.
-  if (webhooks.enabled) jobs.push({ name: 'webhooks', cron: '*/5 * * * * *', run: () => webhooks.deliverDue(now()) });
+  if (webhooks.enabled) jobs.push({ name: 'webhooks', cron: everySeconds(Math.min(5, intervalSeconds)), run: () => webhooks.deliverDue(now()) });
   return jobs;
 }
 

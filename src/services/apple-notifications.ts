@@ -8,6 +8,7 @@ import type { Orm } from '../persistence/orm.js';
 import { ownerOfLineage, ownerOfOrderToken } from '../persistence/repository.js';
 import type { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { FAMILY_SHARING_REVOKED, fromSignedTransaction } from '../stores/apple/normalize.js';
+import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
 import { NotificationInbox } from './notification-inbox.js';
 import type { PurchaseRecorder } from './purchase-recorder.js';
 
@@ -52,8 +53,9 @@ export class AppleNotifications {
     private readonly recorder: PurchaseRecorder,
     private readonly clock: () => Date,
     private readonly log: Logger,
+    timing: JobTiming = DEFAULT_JOB_TIMING,
   ) {
-    this.inbox = new NotificationInbox(orm, 'APP_STORE', clock);
+    this.inbox = new NotificationInbox(orm, 'APP_STORE', clock, timing);
   }
 
   /** Takes the POST body Apple sends. Throws only when the notification could not be stored (so Apple retries). */

@@ -18,6 +18,7 @@ import { PurchaseRecorder } from './purchase-recorder.js';
 import { StoreTaskRunner } from './store-tasks.js';
 import { SubmitReceiptService } from './submit-receipt.js';
 import { WebhookService, type WebhookMetrics } from './webhooks.js';
+import type { JobTiming } from '../domain/job-timing.js';
 
 export type Clock = () => Date;
 
@@ -45,7 +46,7 @@ export interface Services {
 export interface ServiceOptions {
   orm: Orm;
   catalog: Catalog;
-  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks'>;
+  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks'> & { jobs?: JobTiming };
   clock: Clock;
   log: Logger;
   customerLookup?: CustomerLookup;
@@ -68,8 +69,8 @@ export function createServices(o: ServiceOptions): Services {
   const adapters: StoreAdapters = {};
   if (google) adapters.PLAY_STORE = google;
   if (apple) adapters.APP_STORE = apple;
-  const pendingProofs = new PendingProofs(orm);
-  const storeTasks = new StoreTaskRunner(orm, google, clock, log);
+  const pendingProofs = new PendingProofs(orm, o.config.jobs);
+  const storeTasks = new StoreTaskRunner(orm, google, clock, log, o.config.jobs);
   return {
     orm,
     catalog,
@@ -81,8 +82,8 @@ export function createServices(o: ServiceOptions): Services {
     receipts: new SubmitReceiptService(adapters, recorder, pendingProofs, storeTasks, log),
     pendingProofs,
     storeTasks,
-    googleNotifications: google ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log) : null,
-    appleNotifications: apple ? new AppleNotifications(orm, apple, recorder, clock, log.child({ store: 'APP_STORE' })) : null,
+    googleNotifications: google ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log, o.config.jobs) : null,
+    appleNotifications: apple ? new AppleNotifications(orm, apple, recorder, clock, log.child({ store: 'APP_STORE' }), o.config.jobs) : null,
     orders: new OrderService(orm, catalog, o.config.purchases),
     support: new SupportService(orm, catalog, apple, afterCustomerWrite, log),
     webhooks,

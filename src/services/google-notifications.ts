@@ -7,6 +7,7 @@ import { lineageOfToken, ownerOfLineage, ownerOfOrderToken, recordVoided } from 
 import { decodeSnapshot } from '../persistence/snapshot-codec.js';
 import type { GooglePlayAdapter } from '../stores/google/adapter.js';
 import type { GoogleReading } from '../stores/google/normalize.js';
+import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
 import { NotificationInbox } from './notification-inbox.js';
 import type { PendingProofs } from './pending-proofs.js';
 import type { PurchaseRecorder } from './purchase-recorder.js';
@@ -70,8 +71,9 @@ export class GoogleNotifications {
     private readonly tasks: StoreTaskRunner,
     private readonly clock: () => Date,
     private readonly log: Logger,
+    timing: JobTiming = DEFAULT_JOB_TIMING,
   ) {
-    this.inbox = new NotificationInbox(orm, 'PLAY_STORE', clock);
+    this.inbox = new NotificationInbox(orm, 'PLAY_STORE', clock, timing);
   }
 
   /**

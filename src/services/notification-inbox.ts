@@ -3,12 +3,9 @@
 // again by the scheduler with backoff. Shared by the App Store and Google Play.
 import type { Store } from '../domain/types.js';
 import type { Orm } from '../persistence/orm.js';
-import { nextAttemptAt } from './pending-proofs.js';
+import { DEFAULT_JOB_TIMING, leaseEnd, nextAttemptAt, type JobTiming } from '../domain/job-timing.js';
 
 type Row = Record<string, unknown>;
-
-/** How long a notification being processed is hidden from other instances' retry runs. */
-const LEASE_MS = 5 * 60_000;
 
 export interface StoredNotification<P> {
   id: number;
@@ -22,6 +19,7 @@ export class NotificationInbox<P> {
     private readonly orm: Orm,
     private readonly store: Store,
     private readonly clock: () => Date,
+    private readonly timing: JobTiming = DEFAULT_JOB_TIMING,
   ) {}
 
   /** Stores a notification once. Returns its id (leased for inline processing), or null when already stored. */
@@ -32,7 +30,7 @@ export class NotificationInbox<P> {
        values (?, ?, ?, ?, ?, 'RECEIVED', 1, ?, ?)
        on conflict (store, message_id) do nothing
        returning id`,
-      [this.store, messageId, type.slice(0, 64), JSON.stringify(payload), authenticated, new Date(now.getTime() + LEASE_MS), now],
+      [this.store, messageId, type.slice(0, 64), JSON.stringify(payload), authenticated, leaseEnd(now, this.timing), now],
     )) as Row[];
     return rows.length === 0 ? null : Number(rows[0]!.id);
   }
@@ -44,7 +42,7 @@ export class NotificationInbox<P> {
        where id in (select id from store_notification where store = ? and status = 'RECEIVED' and next_attempt_at <= ?
                     order by next_attempt_at limit ? for update skip locked)
        returning id, payload, attempts, authenticated`,
-      [new Date(now.getTime() + LEASE_MS), this.store, now, limit],
+      [leaseEnd(now, this.timing), this.store, now, limit],
     )) as Row[];
     return rows.map((row) => ({
       id: Number(row.id),
@@ -65,7 +63,7 @@ export class NotificationInbox<P> {
 
   async retryLater(id: number, attempts: number, error: string): Promise<void> {
     await this.orm.em.getConnection().execute('update store_notification set next_attempt_at = ?, last_error = ? where id = ?', [
-      nextAttemptAt(this.clock(), attempts),
+      nextAttemptAt(this.clock(), attempts, this.timing),
       error.slice(0, 1000),
       id,
     ]);

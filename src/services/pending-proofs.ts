@@ -5,6 +5,7 @@ import type { ReceiptReason } from '../domain/errors.js';
 import type { Orm } from '../persistence/orm.js';
 import { toDate } from '../persistence/snapshot-codec.js';
 import type { PurchaseProof } from '../stores/adapter.js';
+import { DEFAULT_JOB_TIMING, leaseEnd, nextAttemptAt, type JobTiming } from '../domain/job-timing.js';
 
 type Row = Record<string, unknown>;
 
@@ -25,11 +26,6 @@ export function proofKeyOf(proof: PurchaseProof): string {
   return `sha256:${createHash('sha256').update(material).digest('hex')}`;
 }
 
-/** Exponential backoff with jitter: 1 min, 2, 4, … capped at 6 h. */
-export function nextAttemptAt(now: Date, attempts: number, random: () => number = Math.random): Date {
-  const base = Math.min(60_000 * 2 ** Math.max(0, attempts - 1), 6 * 3_600_000);
-  return new Date(now.getTime() + base * (0.5 + random()));
-}
 
 /** Receipts larger than this are kept without their bytes when refused (a garbage flood must not fill the disk). */
 const MAX_KEPT_RECEIPT_CHARS = 100_000;
@@ -49,7 +45,10 @@ export interface KeptProofView {
 }
 
 export class PendingProofs {
-  constructor(private readonly orm: Orm) {}
+  constructor(
+    private readonly orm: Orm,
+    private readonly timing: JobTiming = DEFAULT_JOB_TIMING,
+  ) {}
 
   private conn() {
     return this.orm.em.getConnection();
@@ -67,7 +66,7 @@ export class PendingProofs {
        values (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, now(), now())
        on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = excluded.last_error,
          attempts = greatest(pending_proof.attempts, excluded.attempts), next_attempt_at = excluded.next_attempt_at, updated_at = now()`,
-      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, attempts, nextAttemptAt(now, attempts), message],
+      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, attempts, nextAttemptAt(now, attempts, this.timing), message],
     );
   }
 
@@ -129,7 +128,7 @@ export class PendingProofs {
       `update pending_proof set attempts = attempts + 1, next_attempt_at = ?, updated_at = now()
        where id in (select id from pending_proof where status = 'PENDING' and next_attempt_at <= ? order by next_attempt_at limit ? for update skip locked)
        returning id, app_user_id, proof, order_id, attempts, reason, created_at`,
-      [new Date(now.getTime() + 5 * 60_000), now, limit],
+      [leaseEnd(now, this.timing), now, limit],
     )) as Row[];
     return rows.map((r) => ({
       id: r.id as string,
@@ -144,7 +143,7 @@ export class PendingProofs {
 
   async scheduleRetry(id: string, attempts: number, reason: string, message: string, now: Date): Promise<void> {
     await this.conn().execute('update pending_proof set next_attempt_at = ?, reason = ?, last_error = ?, updated_at = now() where id = ?', [
-      nextAttemptAt(now, attempts),
+      nextAttemptAt(now, attempts, this.timing),
       reason,
       message,
       id,

@@ -5,15 +5,13 @@
 import type { Logger } from 'pino';
 import type { Orm } from '../persistence/orm.js';
 import { PermanentStoreTaskError, type StoreTaskSpec } from '../stores/adapter.js';
-import { nextAttemptAt } from './pending-proofs.js';
+import { DEFAULT_JOB_TIMING, leaseEnd, nextAttemptAt, type JobTiming } from '../domain/job-timing.js';
 
 type Row = Record<string, unknown>;
 
 export interface StoreTaskPerformer {
   perform(task: StoreTaskSpec): Promise<void>;
 }
-
-const LEASE_MS = 2 * 60_000;
 
 export class StoreTaskRunner {
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -23,6 +21,7 @@ export class StoreTaskRunner {
     private readonly performer: StoreTaskPerformer | null,
     private readonly clock: () => Date,
     private readonly log: Logger,
+    private readonly timing: JobTiming = DEFAULT_JOB_TIMING,
   ) {}
 
   /** Sends the given freshly queued tasks in the background, right after the commit that queued them. */
@@ -60,7 +59,7 @@ export class StoreTaskRunner {
           await this.orm.em.getConnection().execute(`update store_task set status = 'FAILED', last_error = ? where id = ?`, [err.message.slice(0, 1000), task.id]);
           continue;
         }
-        const retryAt = nextAttemptAt(this.clock(), task.attempts);
+        const retryAt = nextAttemptAt(this.clock(), task.attempts, this.timing);
         this.log.warn({ task: task.id, kind: task.kind, attempts: task.attempts, retryAt, err: (err as Error).message }, 'store call failed; retrying later');
         await this.orm.em.getConnection().execute('update store_task set next_attempt_at = ?, last_error = ? where id = ?', [retryAt, (err as Error).message.slice(0, 1000), task.id]);
       }
@@ -75,7 +74,7 @@ export class StoreTaskRunner {
        where id in (select id from store_task where status = 'PENDING' and next_attempt_at <= ? ${only}
                     order by next_attempt_at limit ? for update skip locked)
        returning id, kind, package_name, product_id, token, attempts`,
-      [new Date(now.getTime() + LEASE_MS), now, ...(ids ?? []), limit],
+      [leaseEnd(now, this.timing), now, ...(ids ?? []), limit],
     )) as Row[];
     return rows.map((r) => ({
       id: Number(r.id),

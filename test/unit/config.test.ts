@@ -64,6 +64,11 @@ describe('config', () => {
     [{ WEBHOOK_URLS: 'https://a.example.com/x,https://a.example.com/x', WEBHOOK_SECRET: KEY }, 'WEBHOOK_URLS', 'listed twice'],
     [{ WEBHOOK_URLS: 'https://a.example.com/x', WEBHOOK_SECRET: KEY, WEBHOOK_TIMEOUT_MS: '10s' }, 'WEBHOOK_TIMEOUT_MS', 'not a whole number'],
     [{ WEBHOOK_URLS: 'https://a.example.com/x', WEBHOOK_SECRET: KEY, WEBHOOK_TIMEOUT_MS: '50' }, 'WEBHOOK_TIMEOUT_MS', 'out of range'],
+    [{ SCHEDULER_INTERVAL_SECONDS: '7' }, 'SCHEDULER_INTERVAL_SECONDS', 'must divide 60'],
+    [{ SCHEDULER_INTERVAL_SECONDS: '120' }, 'SCHEDULER_INTERVAL_SECONDS', 'out of range'],
+    [{ RETRY_BASE_DELAY_MS: '5' }, 'RETRY_BASE_DELAY_MS', 'out of range'],
+    [{ RETRY_BASE_DELAY_MS: '60000', RETRY_MAX_DELAY_MS: '1000' }, 'RETRY_MAX_DELAY_MS', 'at least RETRY_BASE_DELAY_MS'],
+    [{ JOB_LEASE_SECONDS: '0' }, 'JOB_LEASE_SECONDS', 'out of range'],
   ])('rejects %j naming %s', (input, key, problem) => {
     let error: unknown;
     try {
@@ -76,6 +81,14 @@ describe('config', () => {
     expect((error as ConfigError).message).toContain(`config ${key}:`);
     expect((error as ConfigError).message).toContain(problem);
     expect((error as ConfigError).message).not.toContain('\n');
+  });
+
+  it('paces background work: every minute, 1 min doubling to 6 h, 5 min leases by default; shorter when configured', () => {
+    expect(parseConfig({})).toMatchObject({ schedulerIntervalSeconds: 60, jobs: { retryBaseMs: 60_000, retryMaxMs: 6 * 3_600_000, leaseMs: 300_000 } });
+    expect(parseConfig({ SCHEDULER_INTERVAL_SECONDS: '2', RETRY_BASE_DELAY_MS: '200', RETRY_MAX_DELAY_MS: '2000', JOB_LEASE_SECONDS: '3' })).toMatchObject({
+      schedulerIntervalSeconds: 2,
+      jobs: { retryBaseMs: 200, retryMaxMs: 2000, leaseMs: 3000 },
+    });
   });
 
   it('reads a YAML config file, with environment variables taking precedence', () => {
