@@ -45,6 +45,8 @@ export const RECEIPT_REASONS = [
   'PURCHASE_PENDING',
   'RECEIPT_IN_USE',
   'TRANSFERRED',
+  /** Kept before the store was asked; the store has not answered yet. */
+  'VERIFYING',
 ] as const;
 export type ReceiptReason = (typeof RECEIPT_REASONS)[number];
 

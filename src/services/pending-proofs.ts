@@ -58,15 +58,31 @@ export class PendingProofs {
   /**
    * Keeps (or refreshes) a proof for retry; the first customer to submit a proof keeps it. `attempts` is how
    * many verifications were tried so far: a retry passes its count so the backoff grows, a fresh submission
-   * by the app starts again at the shortest wait.
+   * by the app starts again at the shortest wait. A proof verified meanwhile (by another instance's retry) stays
+   * verified: a slower attempt's failure does not bring it back.
    */
   async keep(appUserId: string, proof: PurchaseProof, orderId: string | null, reason: ReceiptReason, message: string, now: Date, attempts = 1): Promise<void> {
     await this.conn().execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
        values (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, now(), now())
        on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = excluded.last_error,
-         attempts = greatest(pending_proof.attempts, excluded.attempts), next_attempt_at = excluded.next_attempt_at, updated_at = now()`,
+         attempts = greatest(pending_proof.attempts, excluded.attempts), next_attempt_at = excluded.next_attempt_at, updated_at = now()
+         where pending_proof.status <> 'VERIFIED'`,
       [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, reason, attempts, nextAttemptAt(now, attempts, this.timing), message],
+    );
+  }
+
+  /**
+   * Keeps a proof before its store is asked, so a crash during the store call cannot lose it: the retry job
+   * picks it up once the lease ends, unless the request finishes first (and records the store's answer).
+   */
+  async markVerifying(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<void> {
+    await this.conn().execute(
+      `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
+       values (?, ?, ?, ?, ?, ?, 'PENDING', 'VERIFYING', 0, ?, null, now(), now())
+       on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = null, next_attempt_at = excluded.next_attempt_at, updated_at = now()
+         where pending_proof.status <> 'PENDING'`,
+      [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, leaseEnd(now, this.timing)],
     );
   }
 
@@ -79,7 +95,7 @@ export class PendingProofs {
     await this.conn().execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
        values (?, ?, ?, ?, ?, ?, 'REJECTED', ?, 1, ?, ?, now(), now())
-       on conflict (store, proof_key) do update set status = 'REJECTED', reason = excluded.reason, last_error = excluded.last_error, updated_at = now()
+       on conflict (store, proof_key) do update set status = 'REJECTED', reason = excluded.reason, last_error = excluded.last_error, proof = excluded.proof, updated_at = now()
          where pending_proof.status <> 'VERIFIED'`,
       [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(kept), orderId, reason, now, message],
     );

@@ -60,6 +60,7 @@ export class SubmitReceiptService {
     for (const proof of proofs) {
       const adapter = this.adapters[proof.store];
       if (!adapter) throw new AppError('STORE_NOT_CONFIGURED', `${proof.store} is not configured on this server`, { store: proof.store });
+      await this.pending.markVerifying(appUserId, proof, null, now);
       const verification = await (adapter.restore ?? adapter.verify).call(adapter, proof);
       if (verification.status === 'PENDING') {
         await this.pending.keep(appUserId, proof, null, verification.reason, verification.message, now);
@@ -108,6 +109,9 @@ export class SubmitReceiptService {
 
   private async verifyAndRecord(cmd: SubmitReceiptCommand, attempts?: number): Promise<SubmitReceiptResult> {
     const adapter = this.adapters[cmd.proof.store]!;
+    // A fresh submission is kept before the store is asked: if this process dies mid-call, the retry job still
+    // has it. (A retry already holds its row under a lease.)
+    if (attempts === undefined) await this.pending.markVerifying(cmd.appUserId, cmd.proof, cmd.orderId, cmd.now);
     const verification = await adapter.verify(cmd.proof);
     if (verification.status === 'PENDING') {
       await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, verification.reason, verification.message, cmd.now, attempts ?? 1);

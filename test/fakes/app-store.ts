@@ -187,6 +187,13 @@ export interface NotifyResult {
 export type VerifyReceiptFailure = { status: number } | { httpStatus: number } | { hangMs: number };
 export type ApiFailure = { httpStatus: number; errorCode?: number } | { hangMs: number };
 
+/** Chaos: each verifyReceipt or API call fails with probability `rate`, half with a 5xx, half by hanging `hangMs`. */
+export interface RandomFailures {
+  rate: number;
+  hangMs: number;
+  random?: () => number;
+}
+
 export interface RecordedCall {
   method: string;
   path: string;
@@ -314,6 +321,9 @@ export class FakeAppStore {
   private readonly orderIds: Set<string>;
   private readonly receiptFailures: PendingFailure<VerifyReceiptFailure>[];
   private readonly apiFailures: PendingFailure<ApiFailure>[];
+  private chaos: RandomFailures | null = null;
+  /** How many calls the random failures failed. */
+  randomFailures = 0;
   private readonly hangs: Set<NodeJS.Timeout>;
   private readonly idBase: number;
   private idCounter: number;
@@ -582,6 +592,21 @@ export class FakeAppStore {
     this.receiptFailures.push({ failure, remaining: times });
   }
 
+  /** Fails verifyReceipt and API calls at random from now on (null stops it); scripted failures come first. */
+  failRandomly(options: RandomFailures | null): void {
+    this.chaos = options;
+  }
+
+  /** A 5xx or a hang, when the random failures pick this call. */
+  private randomFailure(): ApiFailure | undefined {
+    const chaos = this.chaos;
+    if (chaos === null) return undefined;
+    const random = chaos.random ?? Math.random;
+    if (random() >= chaos.rate) return undefined;
+    this.randomFailures++;
+    return random() < 0.5 ? { httpStatus: random() < 0.5 ? 500 : 503 } : { hangMs: chaos.hangMs };
+  }
+
   /** The next `times` (authenticated) App Store Server API calls fail this way. */
   failApi(failure: ApiFailure, times = 1): void {
     this.apiFailures.push({ failure, remaining: times });
@@ -785,7 +810,7 @@ export class FakeAppStore {
 
     if (url.pathname === '/verifyReceipt' || url.pathname === '/sandbox/verifyReceipt') {
       const endpoint: AppleEnvironment = url.pathname === '/verifyReceipt' ? 'Production' : 'Sandbox';
-      const failure = takeFailure(this.receiptFailures);
+      const failure = takeFailure(this.receiptFailures) ?? this.randomFailure();
       if (failure !== undefined) {
         if ('hangMs' in failure) return this.hang(res, failure.hangMs, () => res.writeHead(503).end());
         if ('httpStatus' in failure) {
@@ -808,7 +833,7 @@ export class FakeAppStore {
       res.writeHead(401).end(); // Apple's 401 has no JSON body
       return;
     }
-    const failure = takeFailure(this.apiFailures);
+    const failure = takeFailure(this.apiFailures) ?? this.randomFailure();
     if (failure !== undefined) {
       if ('hangMs' in failure) return this.hang(res, failure.hangMs, () => sendJson(res, 503, API_ERRORS[503]));
       const errorCode = failure.errorCode ?? API_ERRORS[failure.httpStatus]?.errorCode;

@@ -40,6 +40,13 @@ export interface ProductPurchaseScript {
 
 export type Failure = { status: number; body?: unknown } | { hangMs: number };
 
+/** Chaos: each API call fails with probability `rate`, half of them with a 5xx, half by hanging `hangMs`. */
+export interface RandomFailures {
+  rate: number;
+  hangMs: number;
+  random?: () => number;
+}
+
 export interface RecordedCall {
   method: string;
   path: string;
@@ -161,6 +168,9 @@ export class FakeGooglePlay {
   private readonly acked: string[];
   private readonly consumed: string[];
   private credentialMode: 'token' | 'api401' | 'api403' | null;
+  private chaos: RandomFailures | null = null;
+  /** How many calls the random failures failed. */
+  randomFailures = 0;
 
   private constructor(server: Server, publicKey: KeyObject, privateKeyPem: string, accessTokenTtlSeconds: number) {
     const { port } = server.address() as AddressInfo;
@@ -249,6 +259,11 @@ export class FakeGooglePlay {
     this.failures.push({ failure, pathIncludes: options.pathIncludes, remaining: options.times ?? 1 });
   }
 
+  /** Fails API calls at random from now on (null stops it); scripted `failNext` failures come first. */
+  failRandomly(options: RandomFailures | null): void {
+    this.chaos = options;
+  }
+
   rejectCredentials(mode: 'token' | 'api401' | 'api403' | null): void {
     this.credentialMode = mode;
   }
@@ -312,7 +327,7 @@ export class FakeGooglePlay {
       return sendJson(res, 403, googleError(403, 'The current user has insufficient permissions to perform the requested operation.', 'permissionDenied'));
     }
 
-    const failure = this.takeFailure(path);
+    const failure = this.takeFailure(path) ?? this.randomFailure();
     if (failure !== undefined) {
       if ('hangMs' in failure) {
         const timer = setTimeout(() => {
@@ -340,6 +355,15 @@ export class FakeGooglePlay {
       if (err instanceof HttpError) return sendJson(res, err.status, err.body);
       throw err;
     }
+  }
+
+  private randomFailure(): Failure | undefined {
+    const chaos = this.chaos;
+    if (chaos === null) return undefined;
+    const random = chaos.random ?? Math.random;
+    if (random() >= chaos.rate) return undefined;
+    this.randomFailures++;
+    return random() < 0.5 ? { status: random() < 0.5 ? 500 : 503 } : { hangMs: chaos.hangMs };
   }
 
   private takeFailure(path: string): Failure | undefined {

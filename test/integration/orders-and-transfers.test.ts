@@ -120,6 +120,35 @@ describe.each(DATABASE_KINDS)('orders on %s (App Store)', (kind) => {
     expect(c.rejectedProofs).toMatchObject([{ store: 'APP_STORE', reason: 'INVALID_RECEIPT' }]);
     expect(c.rejectedProofs[0]!.message).toContain('21003');
   });
+
+  it('keeps a proof before asking the store: another instance takes it over once the lease ends', async () => {
+    const u = user('inflight');
+    const account = `acct-${u}`;
+    const tx = t.fake.buy({ productId: NO_ADS, type: 'Non-Consumable', account, environment: 'Production' });
+    t.fake.failVerifyReceipt({ hangMs: 1000 }); // this instance's store call hangs, then fails
+    const inFlight = submitApple(t, u, { appReceipt: t.fake.appReceipt({ account, environment: 'Production' }), transactionId: tx.transactionId });
+    const kept = async () =>
+      (await t.server(`query($id: String!) { customer(appUserId: $id) { pendingPurchases { reason attempts } } }`, { id: u })).data!.customer.pendingPurchases as {
+        reason: string;
+        attempts: number;
+      }[];
+    let seen: { reason: string; attempts: number }[] = [];
+    for (let i = 0; i < 100 && seen.length === 0; i++) {
+      seen = await kept();
+      if (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(seen).toEqual([{ reason: 'VERIFYING', attempts: 0 }]);
+    // The retry job leaves it alone while the request may still finish (its lease has not ended)...
+    await t.app.services.receipts.retryPending(new Date());
+    expect(await kept()).toEqual([{ reason: 'VERIFYING', attempts: 0 }]);
+    // ...and verifies it once the lease has passed, as it would if this instance had died during the call.
+    await t.app.services.receipts.retryPending(new Date(Date.now() + 10 * 60_000));
+    expect((await customerOf(t, u)).entitlements).toMatchObject([{ identifier: 'no_ads', isActive: true }]);
+    // The stale request's failure, arriving last, does not bring the verified proof back as pending.
+    expect((await inFlight).status).toBe('PENDING');
+    expect(await kept()).toEqual([]);
+    expect((await eventsOf(t, u)).map((e) => e.type)).toEqual(['NON_CONSUMABLE_PURCHASE']);
+  });
 });
 
 describe('orders on Google Play: the token travels as obfuscatedAccountId', () => {
