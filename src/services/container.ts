@@ -56,7 +56,7 @@ export interface ServiceOptions {
 export function createServices(o: ServiceOptions): Services {
   const { orm, catalog, clock, log } = o;
   const reader = new EntitlementReader(o.customerLookup ?? ormCustomerLookup(orm), o.config.entitlementCacheTtlMs);
-  const webhooks = new WebhookService(orm, o.config.webhooks, clock, log.child({ component: 'webhooks' }), o.webhookMetrics);
+  const webhooks = new WebhookService(orm, o.config.webhooks, clock, log.child({ component: 'webhooks' }), o.webhookMetrics, o.config.jobs);
   // Called after every commit that changed a customer (and may have appended events): the cache entry goes,
   // and the webhooks those events queued are sent now rather than at the next scheduler slot.
   const afterCustomerWrite = (appUserId: string): void => {

@@ -12,6 +12,7 @@ import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { WebhookConfig } from '../config/config.js';
 import { AppError } from '../domain/errors.js';
+import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
 import { WEBHOOK_DELIVERY_STATUSES } from '../persistence/entities.js';
 import type { Orm } from '../persistence/orm.js';
 import { toDate } from '../persistence/snapshot-codec.js';
@@ -110,6 +111,7 @@ export class WebhookService {
     private readonly clock: () => Date,
     private readonly log: Logger,
     private readonly metrics?: WebhookMetrics,
+    private readonly timing: JobTiming = DEFAULT_JOB_TIMING,
   ) {}
 
   /** Whether this instance delivers (WEBHOOK_URLS and WEBHOOK_SECRET are configured). */
@@ -191,7 +193,8 @@ export class WebhookService {
   }
 
   private async claim(config: WebhookConfig, now: Date, limit: number): Promise<Claimed[]> {
-    const lease = new Date(now.getTime() + config.timeoutMs + 60_000);
+    // The request's timeout plus a minute to record its answer (or the job lease, if configured shorter).
+    const lease = new Date(now.getTime() + config.timeoutMs + Math.min(60_000, this.timing.leaseMs));
     // The head-of-line test reads committed rows only: a delivery another instance holds stays PENDING (leased),
     // so the next of its line is not eligible until that one is DELIVERED or FAILED. Deliveries without a
     // customer have no line and go in any order.
