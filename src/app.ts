@@ -16,7 +16,9 @@ import { ReadPool } from './persistence/read-pool.js';
 import { databaseKind, migrate, openDatabase, pendingMigrations, type Orm } from './persistence/orm.js';
 import { ENTITLEMENTS_CHANGED_CHANNEL } from './services/purchase-recorder.js';
 import { createServices, type Clock, type Services } from './services/container.js';
-import { jobsFor, Scheduler } from './scheduler/scheduler.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { jobsFor, PgRunCoordinator, Scheduler } from './scheduler/scheduler.js';
 
 export interface AppOptions {
   config: AppConfig;
@@ -35,6 +37,8 @@ export interface App {
   log: Logger;
   /** Listens on the configured host and port (port 0: any free port). Returns the URL of /graphql. */
   listen(): Promise<string>;
+  /** Starts the background jobs without serving HTTP (`npm run worker`). */
+  startJobs(): void;
   /** Graceful stop: no new requests, in-flight ones finish, then the database closes. */
   close(): Promise<void>;
 }
@@ -63,6 +67,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     log,
     customerLookup: readPool?.customerLookup,
     webhookMetrics: metrics,
+    recheckMetrics: { checked: (store, outcome) => metrics.recheck(store, outcome) },
   });
   const listener = config.databaseUrl
     ? new ChangeListener(
@@ -74,7 +79,17 @@ export async function createApp(options: AppOptions): Promise<App> {
       )
     : null;
   await listener?.start();
-  const scheduler = config.schedulerEnabled ? new Scheduler(jobsFor(services, config.schedulerIntervalSeconds), log) : null;
+  metrics.setBacklogSource(() => services.revalidator.backlog(services.clock()));
+  const coordinator = new PgRunCoordinator(orm, `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`);
+  const scheduler = config.schedulerEnabled ? new Scheduler(jobsFor(services, config.schedulerIntervalSeconds), log, coordinator, metrics) : null;
+  let jobsStarted = false;
+  const startJobs = () => {
+    if (!scheduler || jobsStarted) return;
+    jobsStarted = true;
+    scheduler.start();
+    // Acknowledgements or retries a previous run left behind are picked up now, not a minute later.
+    void scheduler.runAllOnce();
+  };
   const http = new HttpServer({
     schema: await buildAppSchema(),
     services,
@@ -100,14 +115,11 @@ export async function createApp(options: AppOptions): Promise<App> {
     log,
     async listen() {
       const { port, host } = await http.listen(config.port, config.host);
-      if (scheduler) {
-        scheduler.start();
-        // Acknowledgements or retries a previous run left behind are picked up now, not a minute later.
-        void scheduler.runAllOnce();
-      }
+      startJobs();
       const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
       return `http://${shownHost}:${port}/graphql`;
     },
+    startJobs,
     async close() {
       if (closed) return;
       closed = true;

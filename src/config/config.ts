@@ -5,6 +5,7 @@ import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
+import type { RecheckPolicy } from '../domain/recheck.js';
 
 export interface AuthConfig {
   /** Server API keys: full access. Empty with no JWT settings means local development mode. */
@@ -84,6 +85,13 @@ export interface WebhookConfig {
   timeoutMs: number;
 }
 
+export interface RevalidationConfig {
+  batchSize: number;
+  concurrency: number;
+  /** Scheduled re-checks per minute per store, across all instances. */
+  requestsPerMinute: { APP_STORE: number; PLAY_STORE: number };
+}
+
 export interface AppConfig {
   databaseUrl: string | null;
   dataDir: string;
@@ -111,6 +119,10 @@ export interface AppConfig {
   schedulerIntervalSeconds: number;
   /** Retry backoff and claim leases of background work. */
   jobs: JobTiming;
+  /** When stored subscriptions are re-checked with their stores. */
+  recheck: RecheckPolicy;
+  /** How scheduled re-checks use the stores: batch size, concurrency and requests per minute per store. */
+  revalidation: RevalidationConfig;
   /** True when no credentials are configured: bound to loopback, every caller is treated as the server. */
   devMode: boolean;
 }
@@ -148,6 +160,14 @@ export const CONFIG_KEYS = [
   'RETRY_BASE_DELAY_MS',
   'RETRY_MAX_DELAY_MS',
   'JOB_LEASE_SECONDS',
+  'RECHECK_AFTER_EXPIRY_MINUTES',
+  'RECHECK_BILLING_RETRY_MINUTES',
+  'RECHECK_SWEEP_HOURS',
+  'RECHECK_AFTER_NOTIFICATION_SECONDS',
+  'RECHECK_BATCH_SIZE',
+  'STORE_CONCURRENCY',
+  'APPLE_REQUESTS_PER_MINUTE',
+  'GOOGLE_REQUESTS_PER_MINUTE',
   'GOOGLE_SERVICE_ACCOUNT_KEY_FILE',
   'GOOGLE_SERVICE_ACCOUNT_JSON',
   'GOOGLE_PACKAGE_NAMES',
@@ -277,6 +297,20 @@ export function parseConfig(src: Source): AppConfig {
     schedulerEnabled: bool(src, 'SCHEDULER_ENABLED', true),
     schedulerIntervalSeconds: schedulerInterval(src),
     jobs: parseJobTiming(src),
+    recheck: {
+      afterExpiryMs: int(src, 'RECHECK_AFTER_EXPIRY_MINUTES', 10, 1, 24 * 60) * 60_000,
+      billingRetryIntervalMs: int(src, 'RECHECK_BILLING_RETRY_MINUTES', 60, 1, 7 * 24 * 60) * 60_000,
+      sweepMs: int(src, 'RECHECK_SWEEP_HOURS', 24, 1, 24 * 90) * 3_600_000,
+      afterNotificationMs: int(src, 'RECHECK_AFTER_NOTIFICATION_SECONDS', 60, 0, 24 * 3600) * 1000,
+    },
+    revalidation: {
+      batchSize: int(src, 'RECHECK_BATCH_SIZE', 200, 1, 10_000),
+      concurrency: int(src, 'STORE_CONCURRENCY', 4, 1, 256),
+      requestsPerMinute: {
+        APP_STORE: int(src, 'APPLE_REQUESTS_PER_MINUTE', 300, 1, 1_000_000),
+        PLAY_STORE: int(src, 'GOOGLE_REQUESTS_PER_MINUTE', 100, 1, 1_000_000),
+      },
+    },
     devMode,
   };
 }

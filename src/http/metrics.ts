@@ -1,5 +1,8 @@
 // Prometheus metrics (prom-client), one registry per service instance.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The due re-check backlog per store, read at scrape time. */
+export type BacklogSource = () => Promise<{ store: string; due: number; oldestDueAt: Date | null }[]>;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -9,6 +12,9 @@ export class Metrics {
   private readonly errors: Counter<'code'>;
   private readonly webhookDeliveries: Counter<'outcome'>;
   private readonly operationNames = new Set<string>();
+  private readonly rechecks: Counter<'store' | 'outcome'>;
+  private readonly jobRuns: Counter<'job' | 'outcome'>;
+  private backlogSource: BacklogSource | null = null;
 
   constructor(defaultMetrics = true) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'iap_' });
@@ -43,6 +49,48 @@ export class Metrics {
       labelNames: ['outcome'],
       registers: [this.registry],
     });
+    this.rechecks = new Counter({
+      name: 'iap_recheck_total',
+      help: 'Scheduled subscription re-checks by store and outcome: answered, failed (store could not answer; retried), refused (definitive no)',
+      labelNames: ['store', 'outcome'],
+      registers: [this.registry],
+    });
+    this.jobRuns = new Counter({
+      name: 'iap_job_runs_total',
+      help: 'Background job runs on this instance by job and outcome: ok, failed, or skipped (another instance ran the slot)',
+      labelNames: ['job', 'outcome'],
+      registers: [this.registry],
+    });
+    const metrics = this;
+    const backlog = (name: string, help: string, value: (r: { due: number; oldestDueAt: Date | null }) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['store'],
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          const rows = (await metrics.backlogSource?.().catch(() => null)) ?? [];
+          for (const r of rows) this.set({ store: r.store }, value(r));
+        },
+      });
+    backlog('iap_recheck_due', 'Subscriptions whose scheduled re-check is due now, by store', (r) => r.due);
+    backlog('iap_recheck_lag_seconds', 'How long the oldest due re-check has been waiting, by store', (r) =>
+      r.oldestDueAt ? Math.max(0, (Date.now() - r.oldestDueAt.getTime()) / 1000) : 0,
+    );
+  }
+
+  /** Where the backlog gauges read from (set once the services exist). */
+  setBacklogSource(source: BacklogSource): void {
+    this.backlogSource = source;
+  }
+
+  recheck(store: string, outcome: 'answered' | 'failed' | 'refused'): void {
+    this.rechecks.inc({ store, outcome });
+  }
+
+  jobRun(job: string, outcome: 'ok' | 'failed' | 'skipped'): void {
+    this.jobRuns.inc({ job, outcome });
   }
 
   get contentType(): string {

@@ -77,6 +77,7 @@ export class HttpServer {
   /** Stops accepting, lets in-flight requests finish (up to timeoutMs), then stops Apollo. */
   async close(timeoutMs: number): Promise<void> {
     this.draining = true;
+    if (!this.server.listening) return; // a worker never listened
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     if (this.inFlight > 0) {

@@ -111,6 +111,8 @@ export const Subscription = defineEntity({
   indexes: [
     { name: 'subscription_customer_idx', properties: ['customer'] },
     { name: 'subscription_state_expires_idx', properties: ['state', 'expiresAt'] },
+    // Partial: only rows with a re-check scheduled, so the due query keeps its index plan at any table size.
+    { name: 'subscription_next_check_idx', properties: ['store', 'nextCheckAt'], where: 'next_check_at is not null' },
   ],
   properties: {
     id: p.uuid().primary(),
@@ -131,6 +133,13 @@ export const Subscription = defineEntity({
     revocationReason: p.string().length(64).nullable(),
     expirationReason: p.string().length(32).nullable(),
     latestTransactionId: p.string().length(255),
+    /** When the store is asked again for this subscription's state (null: nothing can change it any more). */
+    nextCheckAt: ts().nullable(),
+    /** Re-checks in a row the store could not answer (reset by an answer). */
+    checkAttempts: p.integer().default(0),
+    lastCheckedAt: ts().nullable(),
+    /** The latest legacy App Store receipt listing it: how it is re-checked without an App Store Server API key. */
+    appReceipt: p.text().nullable(),
     createdAt: createdAt(),
     updatedAt: ts().onCreate(() => new Date()).onUpdate(() => new Date()),
   },
@@ -424,7 +433,42 @@ export const StoreCursor = defineEntity({
   },
 });
 
+/** One row per scheduled job run slot: the instance that inserted it runs the slot (node-cron's run coordinator). */
+export const JobRun = defineEntity({
+  name: 'JobRun',
+  tableName: 'job_run',
+  indexes: [{ name: 'job_run_job_slot_idx', properties: ['job', 'slot'] }],
+  properties: {
+    key: p.string().length(255).primary(),
+    job: p.string().length(64),
+    slot: ts(),
+    instance: p.string().length(128),
+    startedAt: ts(),
+    finishedAt: ts().nullable(),
+    /** What the run did (JSON), or its error. */
+    outcome: p.text().nullable(),
+  },
+});
+
+/**
+ * Per-store request budget shared by every instance (a token bucket), and the store's back-off after
+ * repeated failures.
+ */
+export const StoreBudget = defineEntity({
+  name: 'StoreBudget',
+  tableName: 'store_budget',
+  properties: {
+    store: p.enum(STORES).length(16).primary(),
+    tokens: p.double(),
+    refilledAt: ts(),
+    consecutiveFailures: p.integer().default(0),
+    pausedUntil: ts().nullable(),
+  },
+});
+
 export const ENTITIES = [
+  JobRun,
+  StoreBudget,
   Customer,
   Product,
   Purchase,

@@ -363,12 +363,17 @@ export async function lockSubscription(em: Em, store: Store, lineageId: string):
 }
 
 /** Stores the engine's latest derivation of a subscription (its state columns are a cache of it). */
-export async function upsertSubscription(em: Em, customerId: string, s: SubscriptionDerivation): Promise<string> {
+export async function upsertSubscription(
+  em: Em,
+  customerId: string,
+  s: SubscriptionDerivation,
+  recheck: { nextCheckAt: Date | null; appReceipt?: string | null } = { nextCheckAt: null },
+): Promise<string> {
   const row = await em.execute<Row>(
     `insert into subscription (id, customer_id, store, environment, lineage_id, product_id, state, original_purchased_at,
        current_period_starts_at, expires_at, grace_period_expires_at, auto_resume_at, will_renew, ownership, revoked_at,
-       revocation_reason, expiration_reason, latest_transaction_id, created_at, updated_at)
-     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now())
+       revocation_reason, expiration_reason, latest_transaction_id, next_check_at, app_receipt, created_at, updated_at)
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now())
      on conflict (store, lineage_id) do update set
        customer_id = coalesce(subscription.customer_id, excluded.customer_id),
        environment = excluded.environment, product_id = excluded.product_id, state = excluded.state,
@@ -377,6 +382,7 @@ export async function upsertSubscription(em: Em, customerId: string, s: Subscrip
        auto_resume_at = excluded.auto_resume_at, will_renew = excluded.will_renew, ownership = excluded.ownership,
        revoked_at = excluded.revoked_at, revocation_reason = excluded.revocation_reason,
        expiration_reason = excluded.expiration_reason, latest_transaction_id = excluded.latest_transaction_id,
+       next_check_at = excluded.next_check_at, app_receipt = coalesce(excluded.app_receipt, subscription.app_receipt),
        updated_at = now()
      returning id`,
     [
@@ -398,6 +404,8 @@ export async function upsertSubscription(em: Em, customerId: string, s: Subscrip
       s.revocationReason,
       s.expirationReason,
       s.latestTransactionId,
+      recheck.nextCheckAt,
+      recheck.appReceipt ?? null,
     ],
     'get',
   );

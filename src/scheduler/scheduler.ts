@@ -1,7 +1,9 @@
-// Background jobs: thin node-cron triggers that call services. Each job claims its rows with a lease
-// (FOR UPDATE SKIP LOCKED), so every instance may run them without sending anything twice.
-import { schedule, type ScheduledTask } from 'node-cron';
+// Background jobs: thin node-cron triggers that call services. Each schedule slot runs on one instance (the
+// first to claim it in PostgreSQL, node-cron's `distributed` run coordinator), and every job claims its rows with
+// a lease (FOR UPDATE SKIP LOCKED), so any number of instances may run the scheduler without doing work twice.
+import { schedule, type RunCoordinator, type ScheduledTask, type TaskContext } from 'node-cron';
 import type { Logger } from 'pino';
+import type { Orm } from '../persistence/orm.js';
 import type { Services } from '../services/container.js';
 
 export interface Job {
@@ -21,7 +23,9 @@ export function jobsFor(services: Services, intervalSeconds = 60): Job[] {
   const jobs: Job[] = [
     { name: 'store-tasks', cron: often, run: () => services.storeTasks.runDue(now()) },
     { name: 'pending-proofs', cron: often, run: () => services.receipts.retryPending(now()) },
+    { name: 'revalidate-subscriptions', cron: often, run: () => services.revalidator.runDue(now()) },
     { name: 'expire-orders', cron: '*/5 * * * *', run: () => services.orders.expireDue(now()) },
+    { name: 'prune-job-runs', cron: '41 * * * *', run: () => pruneJobRuns(services.orm, now()) },
   ];
   const google = services.googleNotifications;
   if (google) {
@@ -38,21 +42,98 @@ export function jobsFor(services: Services, intervalSeconds = 60): Job[] {
   return jobs;
 }
 
+/** Job runs are kept a week: enough to see what ran when, without growing forever. */
+async function pruneJobRuns(orm: Orm, now: Date): Promise<{ deleted: number }> {
+  const rows = (await orm.em.getConnection().execute(`delete from job_run where slot < ? returning key`, [new Date(now.getTime() - 7 * 86_400_000)])) as unknown[];
+  return { deleted: rows.length };
+}
+
+/**
+ * node-cron's run coordinator backed by PostgreSQL: a slot runs on the instance whose insert of
+ * (job, slot) succeeds; the row then records when the run finished and what it did.
+ */
+export class PgRunCoordinator implements RunCoordinator {
+  private readonly outcomes = new Map<string, string>();
+
+  constructor(
+    private readonly orm: Orm,
+    readonly instance: string,
+  ) {}
+
+  async shouldRun(key: string): Promise<boolean> {
+    const { job, slot } = parseKey(key);
+    const rows = (await this.orm.em
+      .getConnection()
+      .execute(`insert into job_run (key, job, slot, instance, started_at) values (?, ?, ?, ?, ?) on conflict (key) do nothing returning key`, [
+        key,
+        job,
+        slot,
+        this.instance,
+        new Date(),
+      ])) as unknown[];
+    return rows.length === 1;
+  }
+
+  /** What the run of `key` did (set by the job wrapper before node-cron calls onComplete). */
+  setOutcome(key: string, outcome: string): void {
+    this.outcomes.set(key, outcome);
+  }
+
+  async onComplete(key: string): Promise<void> {
+    const outcome = this.outcomes.get(key) ?? null;
+    this.outcomes.delete(key);
+    await this.orm.em.getConnection().execute(`update job_run set finished_at = ?, outcome = ? where key = ?`, [new Date(), outcome?.slice(0, 4000) ?? null, key]);
+  }
+
+  /** Records a run that was not scheduled (the catch-up run at start-up). */
+  async recordUnscheduled(job: string, startedAt: Date, outcome: string): Promise<void> {
+    const key = `${job}:${startedAt.toISOString()}:${this.instance}`;
+    await this.orm.em
+      .getConnection()
+      .execute(`insert into job_run (key, job, slot, instance, started_at, finished_at, outcome) values (?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing`, [
+        key,
+        job,
+        startedAt,
+        this.instance,
+        startedAt,
+        new Date(),
+        outcome.slice(0, 4000),
+      ]);
+  }
+}
+
+/** node-cron's coordinator key is `<task name>:<slot ISO time>`. */
+function parseKey(key: string): { job: string; slot: Date } {
+  const i = key.indexOf(':');
+  return { job: key.slice(0, i), slot: new Date(key.slice(i + 1)) };
+}
+
+export interface JobRunObserver {
+  jobRun(job: string, outcome: 'ok' | 'failed' | 'skipped'): void;
+}
+
 export class Scheduler {
   private readonly tasks: ScheduledTask[] = [];
 
   constructor(
     private readonly jobs: readonly Job[],
     private readonly log: Logger,
+    private readonly coordinator: PgRunCoordinator | null = null,
+    private readonly observer?: JobRunObserver,
   ) {}
 
   start(): void {
     for (const job of this.jobs) {
-      const task = schedule(job.cron, () => this.runJob(job), { name: job.name, noOverlap: true });
+      const task = schedule(job.cron, (ctx) => this.runJob(job, ctx), {
+        name: job.name,
+        noOverlap: true,
+        ...(this.coordinator ? { distributed: true, runCoordinator: this.coordinator } : {}),
+      });
+      task.on('execution:skipped', () => this.observer?.jobRun(job.name, 'skipped'));
       task.unref();
       this.tasks.push(task);
     }
-    this.log.info({ jobs: this.jobs.map((j) => `${j.name} (${j.cron})`) }, 'scheduler started');
+    this.log.info({ jobs: this.jobs.map((j) => `${j.name} (${j.cron})`), instance: this.coordinator?.instance }, 'scheduler started');
   }
 
   /** Runs every job once now (at start-up: work left by a crash is picked up without waiting). */
@@ -64,12 +145,21 @@ export class Scheduler {
     await Promise.all(this.tasks.splice(0).map((t) => t.destroy()));
   }
 
-  private async runJob(job: Job): Promise<void> {
+  private async runJob(job: Job, ctx?: TaskContext): Promise<void> {
+    const startedAt = new Date();
+    let outcome: string;
     try {
       const result = await job.run();
+      outcome = JSON.stringify(result ?? null);
+      this.observer?.jobRun(job.name, 'ok');
       this.log.debug({ job: job.name, result }, 'job finished');
     } catch (err) {
+      outcome = JSON.stringify({ error: (err as Error).message });
+      this.observer?.jobRun(job.name, 'failed');
       this.log.error({ job: job.name, err }, 'job failed; it runs again at its next slot');
     }
+    if (!this.coordinator) return;
+    if (ctx) this.coordinator.setOutcome(`${job.name}:${ctx.date.toISOString()}`, outcome);
+    else await this.coordinator.recordUnscheduled(job.name, startedAt, outcome).catch((err: unknown) => this.log.warn({ err }, 'could not record a job run'));
   }
 }

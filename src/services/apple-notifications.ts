@@ -134,7 +134,7 @@ export class AppleNotifications {
       await this.recorder.keepUnowned([purchase]);
       return 'kept unowned until a customer submits it';
     }
-    const outcome = await this.recorder.record(owner, [purchase], this.clock());
+    const outcome = await this.recorder.record(owner, [purchase], this.clock(), { fromNotification: true });
     return outcome.foreignTransactionIds.length > 0 ? 'belongs to another customer' : `applied to ${owner}`;
   }
 

@@ -4,6 +4,7 @@ import type { AppConfig } from '../config/config.js';
 import type { Catalog } from '../domain/catalog.js';
 import type { Orm } from '../persistence/orm.js';
 import type { StoreAdapters } from '../stores/adapter.js';
+import type { Store } from '../domain/types.js';
 import { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { GooglePlayAdapter } from '../stores/google/adapter.js';
 import { AppleNotifications } from './apple-notifications.js';
@@ -18,7 +19,11 @@ import { PurchaseRecorder } from './purchase-recorder.js';
 import { StoreTaskRunner } from './store-tasks.js';
 import { SubmitReceiptService } from './submit-receipt.js';
 import { WebhookService, type WebhookMetrics } from './webhooks.js';
-import type { JobTiming } from '../domain/job-timing.js';
+import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
+import { DEFAULT_RECHECK_POLICY, type RecheckPolicy } from '../domain/recheck.js';
+import { SubscriptionRevalidator, type RevalidationMetrics } from './revalidation.js';
+import { StoreBudgets } from './store-budget.js';
+import { SchedulerStatus } from './scheduler-status.js';
 
 export type Clock = () => Date;
 
@@ -41,16 +46,22 @@ export interface Services {
   support: SupportService;
   /** Outbound webhooks: delivery job and log (delivers only when WEBHOOK_URLS is configured). */
   webhooks: WebhookService;
+  /** Scheduled re-checks of stored subscriptions with their stores. */
+  revalidator: SubscriptionRevalidator;
+  budgets: StoreBudgets;
+  schedulerStatus: SchedulerStatus;
 }
 
 export interface ServiceOptions {
   orm: Orm;
   catalog: Catalog;
-  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks'> & { jobs?: JobTiming };
+  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks'> &
+    Partial<Pick<AppConfig, 'revalidation'>> & { jobs?: JobTiming; recheck?: RecheckPolicy };
   clock: Clock;
   log: Logger;
   customerLookup?: CustomerLookup;
   webhookMetrics?: WebhookMetrics;
+  recheckMetrics?: RevalidationMetrics;
 }
 
 export function createServices(o: ServiceOptions): Services {
@@ -63,7 +74,7 @@ export function createServices(o: ServiceOptions): Services {
     reader.invalidate(appUserId);
     webhooks.runSoon();
   };
-  const recorder = new PurchaseRecorder(orm, catalog, afterCustomerWrite, o.config.purchases);
+  const recorder = new PurchaseRecorder(orm, catalog, afterCustomerWrite, o.config.purchases, o.config.recheck);
   const google = o.config.google ? new GooglePlayAdapter(o.config.google, catalog, log.child({ store: 'PLAY_STORE' }), clock) : null;
   const apple = o.config.apple ? new AppStoreAdapter(o.config.apple, catalog, log.child({ store: 'APP_STORE' }), clock) : null;
   const adapters: StoreAdapters = {};
@@ -71,6 +82,20 @@ export function createServices(o: ServiceOptions): Services {
   if (apple) adapters.APP_STORE = apple;
   const pendingProofs = new PendingProofs(orm, o.config.jobs);
   const storeTasks = new StoreTaskRunner(orm, google, clock, log, o.config.jobs);
+  const revalidation = o.config.revalidation ?? { batchSize: 200, concurrency: 4, requestsPerMinute: { APP_STORE: 300, PLAY_STORE: 100 } };
+  const budgets = new StoreBudgets(orm, revalidation.requestsPerMinute);
+  const revalidator = new SubscriptionRevalidator(
+    orm,
+    adapters,
+    recorder,
+    storeTasks,
+    budgets,
+    o.config.jobs ?? DEFAULT_JOB_TIMING,
+    o.config.recheck ?? DEFAULT_RECHECK_POLICY,
+    revalidation,
+    log.child({ component: 'revalidation' }),
+    o.recheckMetrics,
+  );
   return {
     orm,
     catalog,
@@ -87,5 +112,8 @@ export function createServices(o: ServiceOptions): Services {
     orders: new OrderService(orm, catalog, o.config.purchases),
     support: new SupportService(orm, catalog, apple, afterCustomerWrite, log),
     webhooks,
+    revalidator,
+    budgets,
+    schedulerStatus: new SchedulerStatus(orm, revalidator, budgets, Object.keys(adapters) as Store[], revalidation.requestsPerMinute),
   };
 }

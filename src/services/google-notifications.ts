@@ -174,7 +174,7 @@ export class GoogleNotifications {
       await this.recorder.keepUnowned([reading.purchase]);
       return 'kept unowned until a customer submits it';
     }
-    const outcome = await this.recorder.record(owner, [reading.purchase], this.clock(), { followUps: reading.followUps });
+    const outcome = await this.recorder.record(owner, [reading.purchase], this.clock(), { followUps: reading.followUps, fromNotification: true });
     await this.pending.resolveGoogleToken(token, 'VERIFIED', 'OK');
     this.tasks.runSoon(outcome.queuedTaskIds);
     return outcome.foreignTransactionIds.length > 0 ? 'belongs to another customer' : `applied to ${owner}`;

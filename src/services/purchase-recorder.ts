@@ -4,6 +4,7 @@
 // transaction, and every insert is guarded by a unique key.
 import type { Catalog } from '../domain/catalog.js';
 import { deriveOneTimePurchase, deriveSubscription } from '../domain/engine.js';
+import { DEFAULT_RECHECK_POLICY, nextCheckAfterNotification, nextCheckAt, type RecheckPolicy } from '../domain/recheck.js';
 import type { DerivedEvent, NormalizedPurchase, ProductKind, Store } from '../domain/types.js';
 import type { Em, Orm } from '../persistence/orm.js';
 import * as repo from '../persistence/repository.js';
@@ -36,6 +37,10 @@ export interface RecordOptions {
   followUps?: readonly StoreTaskSpec[];
   /** The order id the app submitted with the proof. */
   orderId?: string | null;
+  /** A store notification brought it: the subscription is re-checked soon to confirm. */
+  fromNotification?: boolean;
+  /** The legacy App Store receipt that listed it: kept on its subscriptions to re-check them without an API key. */
+  appReceipt?: string | null;
 }
 
 /** Channel on which PostgreSQL tells every instance whose entitlements changed (payload: appUserId). */
@@ -67,6 +72,7 @@ export class PurchaseRecorder {
     private readonly catalog: Catalog,
     private readonly onCustomerChanged: (appUserId: string) => void,
     private readonly rules: PurchaseRules,
+    private readonly recheck: RecheckPolicy = DEFAULT_RECHECK_POLICY,
   ) {}
 
   /**
@@ -206,7 +212,7 @@ export class PurchaseRecorder {
     }
 
     for (const { store, lineageId } of subscriptionLineages.values()) {
-      await this.applySubscription(em, customerId, store, lineageId, now);
+      await this.applySubscription(em, customerId, store, lineageId, now, options);
     }
     // Acknowledge/consume only what this customer now holds; queued in the same transaction as the grant, so a
     // crash after commit still leaves the call to be made.
@@ -243,10 +249,11 @@ export class PurchaseRecorder {
     return !(await repo.hasActiveGrantFrom(em, owner, p.store, p.lineageId, now));
   }
 
-  private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date): Promise<void> {
+  private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date, options: RecordOptions): Promise<void> {
     const history = await repo.loadObservations(em, store, lineageId);
     const d = deriveSubscription(history, (s, id) => this.catalog.find(s, id), now);
-    await repo.upsertSubscription(em, customerId, d);
+    const nextCheck = (options.fromNotification ? nextCheckAfterNotification : nextCheckAt)(d, now, this.recheck);
+    await repo.upsertSubscription(em, customerId, d, { nextCheckAt: nextCheck, appReceipt: store === 'APP_STORE' ? options.appReceipt : null });
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);
     await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
   }

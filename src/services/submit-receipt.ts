@@ -72,7 +72,7 @@ export class SubmitReceiptService {
         result.rejected.push({ reason: verification.reason, message: verification.message });
         continue;
       }
-      const recorded = await this.recorder.record(appUserId, verification.purchases, now, { followUps: verification.followUps });
+      const recorded = await this.recorder.record(appUserId, verification.purchases, now, { followUps: verification.followUps, appReceipt: appReceiptOf(proof) });
       this.tasks.runSoon(recorded.queuedTaskIds);
       if (verification.recheckLater) await this.pending.keep(appUserId, proof, null, verification.recheckLater.reason, verification.recheckLater.message, now);
       else await this.pending.resolve(proof, 'VERIFIED', 'OK');
@@ -124,7 +124,11 @@ export class SubmitReceiptService {
       return { status: 'REJECTED', reason: verification.reason, message: verification.message, transactionIds: [] };
     }
     const transactionIds = verification.purchases.map((p) => p.transactionId);
-    const recorded = await this.recorder.record(cmd.appUserId, verification.purchases, cmd.now, { followUps: verification.followUps, orderId: cmd.orderId });
+    const recorded = await this.recorder.record(cmd.appUserId, verification.purchases, cmd.now, {
+      followUps: verification.followUps,
+      orderId: cmd.orderId,
+      appReceipt: appReceiptOf(cmd.proof),
+    });
     this.tasks.runSoon(recorded.queuedTaskIds);
     const result = { ...answerFor(recorded), transactionIds };
     if (result.status === 'REJECTED') {
@@ -139,6 +143,8 @@ export class SubmitReceiptService {
     return result;
   }
 }
+
+const appReceiptOf = (proof: PurchaseProof): string | null => (proof.store === 'APP_STORE' ? proof.appReceipt : null);
 
 /** The caller's answer for what recording a verified proof did. */
 function answerFor(recorded: RecordOutcome): Omit<SubmitReceiptResult, 'transactionIds'> {

@@ -51,9 +51,23 @@ export type VerificationResult =
   /** The store gave a definitive no. */
   | { status: 'REJECTED'; reason: ReceiptReason; message: string };
 
+/** What is stored about a subscription to ask its store for its current state (scheduled re-checks). */
+export interface SubscriptionRef {
+  environment: 'PRODUCTION' | 'SANDBOX';
+  lineageId: string;
+  productId: string;
+  /** Google: the latest purchase token of the subscription, and its app when known. */
+  purchaseToken: string | null;
+  packageName: string | null;
+  /** Apple without an App Store Server API key: the latest legacy receipt that listed it. */
+  appReceipt: string | null;
+}
+
 export interface StoreAdapter {
   readonly store: Store;
   verify(proof: PurchaseProof): Promise<VerificationResult>;
+  /** The subscription's current state from the store, for scheduled re-checks. */
+  recheck?(ref: SubscriptionRef): Promise<VerificationResult>;
   /** Everything the proof gives access to (restore): for Apple the account's whole transaction history. */
   restore?(proof: PurchaseProof): Promise<VerificationResult>;
 }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { AppleConfig, AppleEnvironment } from '../../config/config.js';
 import type { Catalog } from '../../domain/catalog.js';
 import type { NormalizedPurchase } from '../../domain/types.js';
-import type { AppleProof, PurchaseProof, StoreAdapter, VerificationResult } from '../adapter.js';
+import type { AppleProof, PurchaseProof, StoreAdapter, SubscriptionRef, VerificationResult } from '../adapter.js';
 import { AppStoreServerApi, type ApiFailure } from './api-client.js';
 import { fromReceipt, fromSignedTransaction, type ReceiptEntry } from './normalize.js';
 import { AppleSignedData } from './signed-data.js';
@@ -100,6 +100,23 @@ export class AppStoreAdapter implements StoreAdapter {
       }
     }
     return { status: 'VERIFIED', purchases: dedupe(purchases) };
+  }
+
+  /**
+   * Scheduled re-check: the subscription's latest transaction and renewal info from Get All Subscription Statuses;
+   * without an API key, the latest legacy receipt that listed it, verified again (Apple adds renewals to it).
+   */
+  async recheck(ref: SubscriptionRef): Promise<VerificationResult> {
+    if (this.api) {
+      const res = await this.api.subscriptionStatuses(ref.environment, ref.lineageId);
+      const current = res.ok ? await this.fromStatuses(ref.environment, res.value, ref.lineageId) : res;
+      if (current.ok) return { status: 'VERIFIED', purchases: current.purchases };
+      if (current.kind === 'AUTH') this.logAuthFailure(current);
+      const reason = current.kind === 'AUTH' ? 'STORE_AUTH_FAILED' : current.kind === 'UNAVAILABLE' ? 'STORE_UNAVAILABLE' : 'INVALID_RECEIPT';
+      return { status: current.kind === 'AUTH' || current.kind === 'UNAVAILABLE' ? 'PENDING' : 'REJECTED', reason, message: current.message };
+    }
+    if (ref.appReceipt) return this.verifyAppReceipt({ store: 'APP_STORE', appReceipt: ref.appReceipt, signedTransaction: null, transactionId: null });
+    return { status: 'REJECTED', reason: 'STORE_AUTH_FAILED', message: 'no App Store Server API key is configured and no receipt is stored for this subscription' };
   }
 
   /** The latest transaction and renewal info of the transaction's subscription, from the App Store Server API. */

@@ -5,7 +5,7 @@ import type { androidpublisher_v3 } from 'googleapis';
 import type { Logger } from 'pino';
 import type { GoogleConfig } from '../../config/config.js';
 import type { Catalog } from '../../domain/catalog.js';
-import type { GoogleProof, PurchaseProof, StoreAdapter, VerificationResult } from '../adapter.js';
+import type { GoogleProof, PurchaseProof, StoreAdapter, SubscriptionRef, VerificationResult } from '../adapter.js';
 import { PermanentStoreTaskError } from '../adapter.js';
 import { createAndroidPublisher, describeGoogleError, type GoogleFailure } from './client.js';
 import { isSignedByLicenseKey, licenseKey, signedPurchaseClaims } from './license.js';
@@ -46,6 +46,12 @@ export class GooglePlayAdapter implements StoreAdapter {
     const reading = await this.read(packageName, proof.productId, proof.purchaseToken);
     if (reading.status !== 'VERIFIED') return reading;
     return { status: 'VERIFIED', purchases: [reading.purchase], followUps: reading.followUps };
+  }
+
+  /** Scheduled re-check: the subscription's latest purchase token read again, as a submission would. */
+  async recheck(ref: SubscriptionRef): Promise<VerificationResult> {
+    if (!ref.purchaseToken) return { status: 'REJECTED', reason: 'INVALID_PURCHASE_TOKEN', message: 'no purchase token is stored for this subscription' };
+    return this.verify({ store: 'PLAY_STORE', packageName: ref.packageName, productId: ref.productId, purchaseToken: ref.purchaseToken, originalJson: null, signature: null });
   }
 
   /** Reads a purchase from Google as it is now. Also used for notifications and voided purchases. */
