@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeGooglePlay } from '../fakes/google-play.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { DAY, startGoogleApp, subscription, type GoogleTestApp } from '../support/google.js';
+import { PgRunCoordinator } from '../../src/scheduler/scheduler.js';
 
 const SUBSCRIPTIONS = 2000;
 const MIN = 60_000;
@@ -100,6 +101,51 @@ describe('scheduled re-checks across instances (PostgreSQL)', () => {
     const reads = readsSince(from);
     expect([...reads.values()].every((n) => n === 1)).toBe(true);
     expect(reads.size).toBe(SUBSCRIPTIONS);
+  });
+
+  it('runs each schedule slot on one instance only, and records what the run did', async () => {
+    const coordinators = [new PgRunCoordinator(a.app.orm, 'instance-a'), new PgRunCoordinator(b.app.orm, 'instance-b')];
+    const key = `revalidate-subscriptions:${new Date(t0).toISOString()}`;
+    const elected = await Promise.all(Array.from({ length: 10 }, (_, i) => coordinators[i % 2]!.shouldRun(key)));
+    expect(elected.filter(Boolean)).toHaveLength(1);
+    const winner = coordinators[elected.indexOf(true) % 2]!;
+    winner.setOutcome(key, JSON.stringify({ answered: { PLAY_STORE: 3 } }));
+    await winner.onComplete(key);
+    const rows = await sql(`select job, instance, finished_at, outcome from job_run where key = ?`, [key]);
+    expect(rows).toMatchObject([{ job: 'revalidate-subscriptions', instance: winner.instance, outcome: '{"answered":{"PLAY_STORE":3}}' }]);
+    expect(rows[0]!.finished_at).not.toBeNull();
+  });
+
+  it('pauses a store that keeps failing, and shows it in schedulerStatus and the metrics', async () => {
+    const now = new Date(t0 + 5 * DAY);
+    await sql(`delete from store_budget`);
+    await makeAllDue(new Date(t0 + 40 * DAY));
+    await sql(`update subscription set next_check_at = ? where lineage_id in (select lineage_id from subscription order by lineage_id limit 100)`, [new Date(now.getTime() - MIN)]);
+    fake.failRandomly({ rate: 1, hangMs: 0, random: () => 0 }); // Google answers 500 to everything
+    const failing = await a.app.services.revalidator.runDue(now);
+    fake.failRandomly(null);
+    // It stopped after a handful of failures in a row (plus the calls already in flight), not after 100.
+    expect(failing.failed.PLAY_STORE).toBeLessThanOrEqual(5 + 8);
+    expect(failing.failed.PLAY_STORE).toBeGreaterThanOrEqual(5);
+    expect(failing.answered.PLAY_STORE ?? 0).toBe(0);
+    // Only the first batch was claimed; its unchecked rest waits for the pause like the rows never claimed.
+    expect((failing.failed.PLAY_STORE ?? 0) + (failing.deferred.PLAY_STORE ?? 0)).toBe(50);
+
+    const status = await a.server(`{ schedulerStatus { stores { store due consecutiveFailures pausedUntil requestsPerMinute } jobs { job } } }`);
+    const store = (status.data!.schedulerStatus.stores as Record<string, unknown>[]).find((s) => s.store === 'PLAY_STORE')!;
+    expect(store).toMatchObject({ consecutiveFailures: failing.failed.PLAY_STORE, requestsPerMinute: 1_000_000 });
+    expect(Date.parse(store.pausedUntil as string)).toBeGreaterThan(now.getTime());
+    // The gauges read the backlog at scrape time (real time): make these rows due now.
+    await sql(`update subscription set next_check_at = now() - interval '1 minute' where lineage_id in (select lineage_id from subscription order by lineage_id limit 100)`);
+    const metrics = await (await fetch(a.url.replace('/graphql', '/metrics'))).text();
+    expect(metrics).toMatch(/iap_recheck_total\{store="PLAY_STORE",outcome="failed"\} [1-9]/);
+    expect(metrics).toMatch(/iap_recheck_due\{store="PLAY_STORE"\} 100\b/);
+    expect(metrics).toMatch(/iap_recheck_lag_seconds\{store="PLAY_STORE"\} (6\d|[7-9]\d|\d{3,})(\.\d+)?\b/);
+    // Another instance respects the pause too.
+    expect((await b.app.services.revalidator.runDue(new Date(now.getTime() + 1000))).answered.PLAY_STORE ?? 0).toBe(0);
+    const resumed = await b.app.services.revalidator.runDue(new Date(Date.parse(store.pausedUntil as string) + 2 * MIN));
+    expect(resumed.answered.PLAY_STORE).toBe(100);
+    expect((await sql(`select consecutive_failures, paused_until from store_budget where store = 'PLAY_STORE'`))[0]).toMatchObject({ consecutive_failures: 0, paused_until: null });
   });
 
   it('a backlog of 1,000 with a budget of 600 per minute takes the expected time and never exceeds 600 in any minute', async () => {
