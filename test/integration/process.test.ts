@@ -116,3 +116,43 @@ describe('start-up errors (compiled)', () => {
     expect(stderr.trim()).toBe(message);
   });
 });
+
+describe('the worker process (compiled): background jobs only, no HTTP', () => {
+  it('runs every job at start-up on PostgreSQL, records the runs, and stops on SIGTERM', async () => {
+    requireBuild();
+    const { createTestDatabase } = await import('../support/databases.js');
+    const pg = (await import('pg')).default;
+    const db = await createTestDatabase('postgresql');
+    const child = spawn(process.execPath, ['dist/src/worker.js'], {
+      env: { PATH: process.env.PATH, DATABASE_URL: db.url!, LOG_LEVEL: 'info', SCHEDULER_ENABLED: 'false' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    const sql = new pg.Client({ connectionString: db.url! });
+    try {
+      // The catch-up run at start-up is recorded per job; no schedule slot is waited for.
+      let jobs: string[] = [];
+      let connected = false;
+      for (let i = 0; i < 600 && !jobs.includes('revalidate-subscriptions'); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        if (!out.includes('worker running the background jobs')) continue;
+        if (!connected) {
+          await sql.connect();
+          connected = true;
+        }
+        jobs = (await sql.query(`select distinct job from job_run where finished_at is not null`).catch(() => ({ rows: [] }))).rows.map((r) => r.job as string);
+      }
+      // SCHEDULER_ENABLED=false is for API instances; the worker runs the jobs regardless.
+      expect(jobs).toEqual(expect.arrayContaining(['store-tasks', 'pending-proofs', 'revalidate-subscriptions', 'expire-orders']));
+      expect(out).not.toContain('"msg":"listening"');
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await sql.end().catch(() => undefined);
+      await db.drop();
+    }
+  });
+});
