@@ -1,5 +1,7 @@
-// `npm run worker`: run only the background jobs (re-checks, retries, acknowledgements, webhooks), no HTTP.
-// Pair it with API-only instances started with SCHEDULER_ENABLED=false.
+// `npm run worker`: run only the background jobs (re-checks, retries, acknowledgements, webhooks); no GraphQL.
+// It serves /healthz and /metrics on HOST:PORT for monitoring. Pair it with API-only instances started with
+// SCHEDULER_ENABLED=false.
+import { createServer } from 'node:http';
 import pino from 'pino';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -28,12 +30,32 @@ async function main(): Promise<void> {
     throw err;
   }
   app.startJobs();
-  log.info({ database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'worker running the background jobs');
+  const monitoring = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    } else if (path === '/metrics') {
+      app.metrics.render().then(
+        (text) => res.writeHead(200, { 'content-type': app.metrics.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    monitoring.once('error', reject);
+    monitoring.listen(config.port, config.host, () => resolve());
+  });
+  const address = monitoring.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info({ database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})`, metrics: `http://${config.host}:${port}/metrics` }, 'worker running the background jobs');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'worker stopping');
+    monitoring.close();
     app
       .close()
       .then(() => process.exit(0))

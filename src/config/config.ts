@@ -307,8 +307,8 @@ export function parseConfig(src: Source): AppConfig {
       batchSize: int(src, 'RECHECK_BATCH_SIZE', 200, 1, 10_000),
       concurrency: int(src, 'STORE_CONCURRENCY', 4, 1, 256),
       requestsPerMinute: {
-        APP_STORE: int(src, 'APPLE_REQUESTS_PER_MINUTE', 300, 1, 1_000_000),
-        PLAY_STORE: int(src, 'GOOGLE_REQUESTS_PER_MINUTE', 100, 1, 1_000_000),
+        APP_STORE: int(src, 'APPLE_REQUESTS_PER_MINUTE', 300, 10, 1_000_000),
+        PLAY_STORE: int(src, 'GOOGLE_REQUESTS_PER_MINUTE', 100, 10, 1_000_000),
       },
     },
     devMode,

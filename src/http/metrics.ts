@@ -15,6 +15,7 @@ export class Metrics {
   private readonly rechecks: Counter<'store' | 'outcome'>;
   private readonly jobRuns: Counter<'job' | 'outcome'>;
   private backlogSource: BacklogSource | null = null;
+  private backlogRead: { at: number; rows: Promise<{ store: string; due: number; oldestDueAt: Date | null }[]> } | null = null;
 
   constructor(defaultMetrics = true) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'iap_' });
@@ -69,8 +70,9 @@ export class Metrics {
         labelNames: ['store'],
         registers: [this.registry],
         async collect() {
+          const rows = await metrics.readBacklog();
+          if (rows === null) return; // the database did not answer: keep the last values
           this.reset();
-          const rows = (await metrics.backlogSource?.().catch(() => null)) ?? [];
           for (const r of rows) this.set({ store: r.store }, value(r));
         },
       });
@@ -78,6 +80,13 @@ export class Metrics {
     backlog('iap_recheck_lag_seconds', 'How long the oldest due re-check has been waiting, by store', (r) =>
       r.oldestDueAt ? Math.max(0, (Date.now() - r.oldestDueAt.getTime()) / 1000) : 0,
     );
+  }
+
+  /** One backlog read per scrape for both gauges (collected one after the other). */
+  private async readBacklog(): Promise<{ store: string; due: number; oldestDueAt: Date | null }[] | null> {
+    if (!this.backlogSource) return [];
+    if (!this.backlogRead || Date.now() - this.backlogRead.at > 1000) this.backlogRead = { at: Date.now(), rows: this.backlogSource() };
+    return this.backlogRead.rows.catch(() => null);
   }
 
   /** Where the backlog gauges read from (set once the services exist). */

@@ -23,7 +23,13 @@ export function jobsFor(services: Services, intervalSeconds = 60): Job[] {
   const jobs: Job[] = [
     { name: 'store-tasks', cron: often, run: () => services.storeTasks.runDue(now()) },
     { name: 'pending-proofs', cron: often, run: () => services.receipts.retryPending(now()) },
-    { name: 'revalidate-subscriptions', cron: often, run: () => services.revalidator.runDue(now()) },
+    // A run may wait for the store budget to refill until shortly before the next slot: a backlog drains at the
+    // configured rate instead of one burst per slot.
+    {
+      name: 'revalidate-subscriptions',
+      cron: often,
+      run: () => services.revalidator.runDue(now(), { waitForBudgetMs: Math.max(0, intervalSeconds * 1000 - 2000) }),
+    },
     { name: 'expire-orders', cron: '*/5 * * * *', run: () => services.orders.expireDue(now()) },
     { name: 'prune-job-runs', cron: '41 * * * *', run: () => pruneJobRuns(services.orm, now()) },
   ];

@@ -74,14 +74,16 @@ export class PendingProofs {
 
   /**
    * Keeps a proof before its store is asked, so a crash during the store call cannot lose it: the retry job
-   * picks it up once the lease ends, unless the request finishes first (and records the store's answer).
+   * picks it up once the lease ends, unless the request finishes first (and records the store's answer). A proof
+   * already verified stays as it is (its purchase is recorded; a replay by someone else must not touch it); a
+   * refused one is tried again.
    */
   async markVerifying(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<void> {
     await this.conn().execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
        values (?, ?, ?, ?, ?, ?, 'PENDING', 'VERIFYING', 0, ?, null, now(), now())
        on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = null, next_attempt_at = excluded.next_attempt_at, updated_at = now()
-         where pending_proof.status <> 'PENDING'`,
+         where pending_proof.status = 'REJECTED'`,
       [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, leaseEnd(now, this.timing)],
     );
   }

@@ -50,6 +50,26 @@ export interface RevalidationRun {
   deferred: PerStore;
 }
 
+/**
+ * Claims due subscriptions of one store (parameters: store, now, limit, lease end). The partial index on
+ * (store, next_check_at) keeps this an index range scan whatever the table's size; bench/scheduler times it.
+ */
+export const CLAIM_DUE_SQL = `with due as (
+         select id from subscription
+         where store = ? and next_check_at is not null and next_check_at <= ? and customer_id is not null
+         order by next_check_at limit ? for update skip locked),
+       claimed as (
+         update subscription s set next_check_at = ?, check_attempts = s.check_attempts + 1
+         from due where s.id = due.id
+         returning s.id, s.store, s.environment, s.lineage_id, s.product_id, s.check_attempts, s.customer_id,
+           case when ?::boolean then s.app_receipt end as app_receipt)
+       select cl.id, cl.environment, cl.lineage_id, cl.product_id, cl.check_attempts, cl.app_receipt, c.app_user_id, tok.purchase_token,
+         (select t.package_name from store_task t where t.kind = 'ACKNOWLEDGE_SUBSCRIPTION' and t.token = tok.purchase_token limit 1) as package_name
+       from claimed cl
+       join customer c on c.id = cl.customer_id
+       left join lateral (select p.purchase_token from purchase p where p.store = cl.store and p.lineage_id = cl.lineage_id
+                          and p.purchase_token is not null order by p.purchased_at desc limit 1) tok on true`;
+
 /** Failures in a row within one run after which the rest of the batch waits for the store's pause. */
 const FAILURES_IN_A_ROW_TO_STOP = 5;
 
@@ -67,42 +87,55 @@ export class SubscriptionRevalidator {
     private readonly metrics?: RevalidationMetrics,
   ) {}
 
-  /** Checks due subscriptions of every configured store, as far as each store's budget allows. */
-  async runDue(now: Date): Promise<RevalidationRun> {
+  /**
+   * Checks due subscriptions of every configured store, as far as each store's budget allows. `now` is the
+   * run's start (injected in tests); time moves on from it as the run goes, so leases and records stay current.
+   * With `waitForBudgetMs` the run waits for the budget to refill (up to that long) while work is due: the
+   * scheduler passes its interval, so a backlog is worked off at the configured rate, not one burst per slot.
+   */
+  async runDue(now: Date, options: { waitForBudgetMs?: number } = {}): Promise<RevalidationRun> {
     const run: RevalidationRun = { answered: {}, failed: {}, refused: {}, deferred: {} };
+    const startedAt = performance.now();
+    const clock = () => new Date(now.getTime() + (performance.now() - startedAt));
+    const deadline = startedAt + (options.waitForBudgetMs ?? 0);
     const stores = (Object.keys(this.adapters) as Store[]).filter((s) => this.adapters[s]?.recheck);
-    await Promise.all(stores.map((store) => this.runStore(store, now, run)));
+    await Promise.all(stores.map((store) => this.runStore(store, clock, deadline, run)));
     return run;
   }
 
-  private async runStore(store: Store, now: Date, run: RevalidationRun): Promise<void> {
+  private async runStore(store: Store, clock: () => Date, deadline: number, run: RevalidationRun): Promise<void> {
     for (;;) {
-      if (await this.budgets.pausedUntil(store, now)) {
-        add(run.deferred, store, await this.countDue(store, now));
+      if (await this.budgets.pausedUntil(store, clock())) {
+        add(run.deferred, store, await this.countDue(store, clock()));
         return;
       }
-      const budget = await this.budgets.take(store, this.settings.batchSize, now);
+      const budget = await this.budgets.take(store, this.settings.batchSize, clock());
       if (budget === 0) {
-        add(run.deferred, store, await this.countDue(store, now));
+        const wait = Math.min(this.budgets.refillWaitMs(store, Math.min(this.settings.batchSize, 10)), deadline - performance.now());
+        if (wait > 0 && (await this.countDue(store, clock(), 1)) > 0) {
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
+        add(run.deferred, store, await this.countDue(store, clock()));
         return;
       }
-      const batch = await this.claim(store, now, budget);
+      const batch = await this.claim(store, clock(), budget);
       await this.budgets.giveBack(store, budget - batch.length);
       if (batch.length === 0) return;
-      const stopped = await this.checkBatch(store, batch, now, run);
-      if (stopped || batch.length < budget) return;
+      const stopped = await this.checkBatch(store, batch, clock, run);
+      if (stopped) return;
     }
   }
 
   /** Checks a claimed batch with bounded concurrency; returns true when the store failed too often to go on. */
-  private async checkBatch(store: Store, batch: DueSubscription[], now: Date, run: RevalidationRun): Promise<boolean> {
+  private async checkBatch(store: Store, batch: DueSubscription[], clock: () => Date, run: RevalidationRun): Promise<boolean> {
     let next = 0;
     let failuresInARow = 0;
     let stopped = false;
     const worker = async () => {
       while (next < batch.length && !stopped) {
         const item = batch[next++]!;
-        const outcome = await this.check(item, now);
+        const outcome = await this.check(item, clock());
         add(run[outcome], store, 1);
         this.metrics?.checked(store, outcome);
         failuresInARow = outcome === 'failed' ? failuresInARow + 1 : 0;
@@ -113,9 +146,9 @@ export class SubscriptionRevalidator {
     if (stopped) {
       // The store is down: the rest of the batch waits for the pause instead of failing one by one.
       const rest = batch.slice(next);
+      const now = clock();
       const until = (await this.budgets.pausedUntil(store, now)) ?? new Date(now.getTime() + this.timing.retryBaseMs);
       await this.release(rest, until);
-      await this.budgets.giveBack(store, rest.length);
       add(run.deferred, store, rest.length);
       this.log.warn({ store, failuresInARow, pausedUntil: until }, 'store keeps failing; scheduled re-checks wait');
     }
@@ -166,20 +199,23 @@ export class SubscriptionRevalidator {
     ])) as Row[];
     const row = rows[0];
     if (!row) return;
-    const untouched = toDate(row.next_check_at)?.getTime() === item.lease.getTime();
-    const next = untouched
-      ? nextCheckAt(
-          {
-            state: row.state as SubscriptionState,
-            expiresAt: toDate(row.expires_at),
-            gracePeriodExpiresAt: toDate(row.grace_period_expires_at),
-            autoResumeAt: toDate(row.auto_resume_at),
-          },
-          now,
-          this.policy,
-        )
-      : toDate(row.next_check_at);
-    await this.conn().execute(`update subscription set next_check_at = ?, check_attempts = 0, last_checked_at = ? where id = ?`, [next, now, item.id]);
+    const next = nextCheckAt(
+      {
+        state: row.state as SubscriptionState,
+        expiresAt: toDate(row.expires_at),
+        gracePeriodExpiresAt: toDate(row.grace_period_expires_at),
+        autoResumeAt: toDate(row.auto_resume_at),
+      },
+      now,
+      this.policy,
+    );
+    // Only if the row still holds this run's lease: a concurrent write (a submission, a notification) has set
+    // its own next check, which stands.
+    const updated = (await this.conn().execute(
+      `update subscription set next_check_at = ?, check_attempts = 0, last_checked_at = ? where id = ? and next_check_at = ? returning id`,
+      [next, now, item.id, item.lease],
+    )) as Row[];
+    if (updated.length === 0) await this.conn().execute(`update subscription set check_attempts = 0, last_checked_at = ? where id = ?`, [now, item.id]);
   }
 
   private async reschedule(item: DueSubscription, at: Date, now: Date, answered: boolean): Promise<void> {
@@ -202,19 +238,9 @@ export class SubscriptionRevalidator {
   /** Claims up to `limit` due subscriptions of a store: their next check moves to the lease's end. */
   async claim(store: Store, now: Date, limit: number): Promise<DueSubscription[]> {
     const lease = new Date(now.getTime() + this.timing.leaseMs);
-    const rows = (await this.conn().execute(
-      `with due as (
-         select id from subscription
-         where store = ? and next_check_at is not null and next_check_at <= ? and customer_id is not null
-         order by next_check_at limit ? for update skip locked)
-       update subscription s set next_check_at = ?, check_attempts = s.check_attempts + 1
-       from due, customer c
-       where s.id = due.id and c.id = s.customer_id
-       returning s.id, s.environment, s.lineage_id, s.product_id, s.check_attempts, s.app_receipt, c.app_user_id,
-         (select p.purchase_token from purchase p where p.store = s.store and p.lineage_id = s.lineage_id and p.purchase_token is not null
-          order by p.purchased_at desc limit 1) as purchase_token`,
-      [store, now, limit, lease],
-    )) as Row[];
+    // Receipts can be large: read only when this store re-checks with them (Apple without an API key).
+    const withReceipt = this.adapters[store]?.recheckNeedsReceipt === true;
+    const rows = (await this.conn().execute(CLAIM_DUE_SQL, [store, now, limit, lease, withReceipt])) as Row[];
     const items: DueSubscription[] = [];
     for (const r of rows) {
       const token = (r.purchase_token as string | null) ?? null;
@@ -229,7 +255,7 @@ export class SubscriptionRevalidator {
           lineageId: r.lineage_id as string,
           productId: r.product_id as string,
           purchaseToken: token,
-          packageName: store === 'PLAY_STORE' && token ? await this.packageOf(token) : null,
+          packageName: (r.package_name as string | null) ?? null,
           appReceipt: (r.app_receipt as string | null) ?? null,
         },
       });
@@ -237,28 +263,26 @@ export class SubscriptionRevalidator {
     return items;
   }
 
-  /** The app a Google token belongs to, from its acknowledgement (null: the only configured package is used). */
-  private async packageOf(token: string): Promise<string | null> {
-    const rows = (await this.conn().execute(`select package_name from store_task where kind = 'ACKNOWLEDGE_SUBSCRIPTION' and token = ? limit 1`, [token])) as Row[];
-    return (rows[0]?.package_name as string | undefined) ?? null;
-  }
-
-  private async countDue(store: Store, now: Date): Promise<number> {
-    const rows = (await this.conn().execute(`select count(*)::int as n from subscription where store = ? and next_check_at is not null and next_check_at <= ?`, [
-      store,
-      now,
-    ])) as Row[];
+  private async countDue(store: Store, now: Date, atMost = 1_000_000): Promise<number> {
+    const rows = (await this.conn().execute(
+      `select count(*)::int as n from (select 1 from subscription where store = ? and next_check_at is not null and next_check_at <= ? limit ?) due`,
+      [store, now, atMost],
+    )) as Row[];
     return Number(rows[0]?.n ?? 0);
   }
 
   /** Due backlog per store at `now`: how many, and the oldest due time (for metrics and the admin view). */
   async backlog(now: Date): Promise<{ store: Store; due: number; oldestDueAt: Date | null }[]> {
-    const rows = (await this.conn().execute(
-      `select store, count(*)::int as due, min(next_check_at) as oldest
-       from subscription where next_check_at is not null and next_check_at <= ? group by store`,
-      [now],
-    )) as Row[];
-    return rows.map((r) => ({ store: r.store as Store, due: Number(r.due), oldestDueAt: toDate(r.oldest) }));
+    const out: { store: Store; due: number; oldestDueAt: Date | null }[] = [];
+    // One store at a time, so each count is a range scan of the partial (store, next_check_at) index.
+    for (const store of Object.keys(this.adapters) as Store[]) {
+      const rows = (await this.conn().execute(
+        `select count(*)::int as due, min(next_check_at) as oldest from subscription where store = ? and next_check_at is not null and next_check_at <= ?`,
+        [store, now],
+      )) as Row[];
+      out.push({ store, due: Number(rows[0]?.due ?? 0), oldestDueAt: toDate(rows[0]?.oldest ?? null) });
+    }
+    return out;
   }
 
   private conn() {

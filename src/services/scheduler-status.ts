@@ -83,7 +83,7 @@ export class SchedulerStatus {
   /** The latest run of each job, across instances. */
   async lastRuns(): Promise<JobRunView[]> {
     const rows = (await this.orm.em.getConnection().execute(
-      `select distinct on (job) job, slot, instance, started_at, finished_at, outcome from job_run order by job, started_at desc`,
+      `select distinct on (job) job, slot, instance, started_at, finished_at, outcome from job_run order by job, slot desc`,
     )) as Row[];
     return rows.map((r) => ({
       job: r.job as string,

@@ -53,6 +53,14 @@ export class StoreBudgets {
     return Number(rows[0]?.taken ?? 0);
   }
 
+  /** How long until `count` requests have refilled (after the budget ran out). */
+  refillWaitMs(store: Store, count: number): number {
+    const limit = this.perMinute[store];
+    if (limit === undefined) return 0;
+    const { perMs } = bucketOf(limit);
+    return perMs > 0 ? Math.ceil(count / perMs) : Infinity;
+  }
+
   /** Returns requests taken but not sent (less due work than budgeted). */
   async giveBack(store: Store, count: number): Promise<void> {
     const limit = this.perMinute[store];
@@ -76,13 +84,15 @@ export class StoreBudgets {
       `insert into store_budget (store, tokens, refilled_at, consecutive_failures) values (?, 0, ?, 0) on conflict (store) do nothing`,
       [store, now],
     );
+    // A pause starts once failures reach the threshold and is not extended while it lasts (calls already in
+    // flight fail too); each further pause after more failures is twice as long, up to the cap.
     await this.conn().execute(
       `update store_budget set consecutive_failures = consecutive_failures + 1,
-         paused_until = case when consecutive_failures + 1 >= ?
-           then ?::timestamptz + least(?::float8, ?::float8 * power(2, consecutive_failures + 1 - ?)) * interval '1 millisecond'
+         paused_until = case when consecutive_failures + 1 >= ? and (paused_until is null or paused_until <= ?::timestamptz)
+           then ?::timestamptz + least(?::float8, ?::float8 * power(2, least(10, (consecutive_failures + 1) / ? - 1))) * interval '1 millisecond'
            else paused_until end
        where store = ?`,
-      [FAILURES_BEFORE_PAUSE, now, LONGEST_PAUSE_MS, FIRST_PAUSE_MS, FAILURES_BEFORE_PAUSE, store],
+      [FAILURES_BEFORE_PAUSE, now, now, LONGEST_PAUSE_MS, FIRST_PAUSE_MS, FAILURES_BEFORE_PAUSE, store],
     );
   }
 

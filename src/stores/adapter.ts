@@ -68,6 +68,8 @@ export interface StoreAdapter {
   verify(proof: PurchaseProof): Promise<VerificationResult>;
   /** The subscription's current state from the store, for scheduled re-checks. */
   recheck?(ref: SubscriptionRef): Promise<VerificationResult>;
+  /** Whether `recheck` needs the stored legacy receipt (`ref.appReceipt`). */
+  readonly recheckNeedsReceipt?: boolean;
   /** Everything the proof gives access to (restore): for Apple the account's whole transaction history. */
   restore?(proof: PurchaseProof): Promise<VerificationResult>;
 }

@@ -124,7 +124,7 @@ describe('the worker process (compiled): background jobs only, no HTTP', () => {
     const pg = (await import('pg')).default;
     const db = await createTestDatabase('postgresql');
     const child = spawn(process.execPath, ['dist/src/worker.js'], {
-      env: { PATH: process.env.PATH, DATABASE_URL: db.url!, LOG_LEVEL: 'info', SCHEDULER_ENABLED: 'false' },
+      env: { PATH: process.env.PATH, DATABASE_URL: db.url!, LOG_LEVEL: 'info', SCHEDULER_ENABLED: 'false', PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
@@ -147,6 +147,10 @@ describe('the worker process (compiled): background jobs only, no HTTP', () => {
       // SCHEDULER_ENABLED=false is for API instances; the worker runs the jobs regardless.
       expect(jobs).toEqual(expect.arrayContaining(['store-tasks', 'pending-proofs', 'revalidate-subscriptions', 'expire-orders']));
       expect(out).not.toContain('"msg":"listening"');
+      // Monitoring only: metrics and health, no GraphQL.
+      const metricsUrl = /"metrics":"([^"]+)"/.exec(out)![1]!;
+      expect(await (await fetch(metricsUrl)).text()).toContain('iap_job_runs_total{job="revalidate-subscriptions",outcome="ok"}');
+      expect((await fetch(metricsUrl.replace('/metrics', '/graphql'), { method: 'POST' })).status).toBe(404);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -148,6 +148,30 @@ describe('scheduled re-checks across instances (PostgreSQL)', () => {
     expect((await sql(`select consecutive_failures, paused_until from store_budget where store = 'PLAY_STORE'`))[0]).toMatchObject({ consecutive_failures: 0, paused_until: null });
   });
 
+  it('a scheduled run waits for the budget to refill while work is due, instead of leaving it to the next slot', async () => {
+    const limited = await startGoogleApp('postgresql', { db, fake, config: { ...config, GOOGLE_REQUESTS_PER_MINUTE: 600 } });
+    try {
+      await sql(`delete from store_budget`);
+      await makeAllDue(new Date(Date.now() + 40 * DAY));
+      await sql(`update subscription set next_check_at = now() - interval '1 minute' where lineage_id in (select lineage_id from subscription order by lineage_id limit 100)`);
+      // A burst of 60, then 9 a second: 100 take about 4.5 s of waiting.
+      const started = performance.now();
+      const run = await limited.app.services.revalidator.runDue(new Date(), { waitForBudgetMs: 20_000 });
+      const seconds = (performance.now() - started) / 1000;
+      expect(run.answered.PLAY_STORE).toBe(100);
+      expect(seconds).toBeGreaterThan(3.5);
+      // Without waiting, the same backlog gets one burst.
+      await sql(`delete from store_budget`);
+      await sql(`update subscription set next_check_at = now() - interval '1 minute' where lineage_id in (select lineage_id from subscription order by lineage_id limit 100)`);
+      const burst = await limited.app.services.revalidator.runDue(new Date());
+      expect(burst.answered.PLAY_STORE).toBeGreaterThanOrEqual(60);
+      expect(burst.answered.PLAY_STORE).toBeLessThanOrEqual(65); // plus what refilled during the run's milliseconds
+      expect(burst.deferred.PLAY_STORE).toBe(100 - burst.answered.PLAY_STORE!);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('a backlog of 1,000 with a budget of 600 per minute takes the expected time and never exceeds 600 in any minute', async () => {
     const limited = await startGoogleApp('postgresql', { db, fake, config: { ...config, GOOGLE_REQUESTS_PER_MINUTE: 600, RECHECK_BATCH_SIZE: 200 } });
     const other = await startGoogleApp('postgresql', { db, fake, config: { ...config, GOOGLE_REQUESTS_PER_MINUTE: 600, RECHECK_BATCH_SIZE: 200 } });

@@ -115,8 +115,20 @@ export class AppStoreAdapter implements StoreAdapter {
       const reason = current.kind === 'AUTH' ? 'STORE_AUTH_FAILED' : current.kind === 'UNAVAILABLE' ? 'STORE_UNAVAILABLE' : 'INVALID_RECEIPT';
       return { status: current.kind === 'AUTH' || current.kind === 'UNAVAILABLE' ? 'PENDING' : 'REJECTED', reason, message: current.message };
     }
-    if (ref.appReceipt) return this.verifyAppReceipt({ store: 'APP_STORE', appReceipt: ref.appReceipt, signedTransaction: null, transactionId: null });
+    if (ref.appReceipt) {
+      const answer = await this.verifyAppReceipt({ store: 'APP_STORE', appReceipt: ref.appReceipt, signedTransaction: null, transactionId: null });
+      if (answer.status !== 'VERIFIED') return answer;
+      // The receipt lists the whole Apple account: only this subscription is re-checked here.
+      const purchases = answer.purchases.filter((p) => p.lineageId === ref.lineageId);
+      if (purchases.length === 0) return { status: 'REJECTED', reason: 'INVALID_RECEIPT', message: `the stored receipt no longer lists subscription ${ref.lineageId}` };
+      return { ...answer, purchases };
+    }
     return { status: 'REJECTED', reason: 'STORE_AUTH_FAILED', message: 'no App Store Server API key is configured and no receipt is stored for this subscription' };
+  }
+
+  /** Without an API key, subscriptions are re-checked with their stored legacy receipt. */
+  get recheckNeedsReceipt(): boolean {
+    return !this.api;
   }
 
   /** The latest transaction and renewal info of the transaction's subscription, from the App Store Server API. */
