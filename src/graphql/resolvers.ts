@@ -7,6 +7,7 @@ import type { GraphQLContext } from './context.js';
 import { toEntitlements, toSubscription } from './mappers.js';
 import { RECOVERY_RESOLVERS } from './purchase-recovery.js';
 import { WEBHOOK_RESOLVERS } from './webhooks.js';
+import { ANALYTICS_RESOLVERS } from './analytics.js';
 import {
   CreditBalance,
   Customer,
@@ -135,4 +136,4 @@ function toProof(input: SubmitReceiptInput): PurchaseProof {
   };
 }
 
-export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver, ...RECOVERY_RESOLVERS, ...WEBHOOK_RESOLVERS] as const;
+export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver, ...RECOVERY_RESOLVERS, ...WEBHOOK_RESOLVERS, ...ANALYTICS_RESOLVERS] as const;

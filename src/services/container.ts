@@ -6,6 +6,7 @@ import type { Orm } from '../persistence/orm.js';
 import type { StoreAdapters } from '../stores/adapter.js';
 import { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { GooglePlayAdapter } from '../stores/google/adapter.js';
+import { AnalyticsService } from './analytics.js';
 import { AppleNotifications } from './apple-notifications.js';
 import { OrderService } from './orders.js';
 import { SupportService } from './support.js';
@@ -40,6 +41,8 @@ export interface Services {
   support: SupportService;
   /** Outbound webhooks: delivery job and log (delivers only when WEBHOOK_URLS is configured). */
   webhooks: WebhookService;
+  /** Subscription analytics over the event history (server API key only). */
+  analytics: AnalyticsService;
 }
 
 export interface ServiceOptions {
@@ -86,5 +89,6 @@ export function createServices(o: ServiceOptions): Services {
     orders: new OrderService(orm, catalog, o.config.purchases),
     support: new SupportService(orm, catalog, apple, afterCustomerWrite, log),
     webhooks,
+    analytics: new AnalyticsService(orm, catalog),
   };
 }

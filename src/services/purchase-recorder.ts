@@ -6,6 +6,7 @@ import type { Catalog } from '../domain/catalog.js';
 import { deriveOneTimePurchase, deriveSubscription } from '../domain/engine.js';
 import type { DerivedEvent, NormalizedPurchase, ProductKind, Store } from '../domain/types.js';
 import type { Em, Orm } from '../persistence/orm.js';
+import { rebuildSubscriptionSpans } from '../persistence/analytics.js';
 import * as repo from '../persistence/repository.js';
 import { retryOnConflict } from '../persistence/retry.js';
 import type { PurchaseRules, TransferPolicy } from '../config/config.js';
@@ -249,6 +250,8 @@ export class PurchaseRecorder {
     await repo.upsertSubscription(em, customerId, d);
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);
     await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
+    // The analytics rollup follows the events in the same transaction, under the lineage lock.
+    await rebuildSubscriptionSpans((sql, params) => em.execute(sql, [...params]), store, lineageId);
   }
 
   private async applyOneTime(em: Em, customerId: string, p: NormalizedPurchase, now: Date): Promise<void> {
