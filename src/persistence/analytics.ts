@@ -220,6 +220,10 @@ export async function activeAt(sql: SqlRunner, at: Date, scope: AnalyticsScope):
 
 export interface ChurnBucketRow {
   bucket: number;
+  /** Period starts: every one begins a span with its event type as the cause. */
+  started: number;
+  renewed: number;
+  reactivated: number;
   churned: number;
   voluntary: number;
   involuntary: number;
@@ -229,16 +233,21 @@ export interface ChurnBucketRow {
   losses: number;
 }
 
-/** Per bucket of [from, to): ended subscriptions by churn kind, and the moves into and out of entitlement. */
+/** Per bucket of [from, to): period starts, ended subscriptions by churn kind, and the moves into and out of entitlement. */
 export async function churnBuckets(sql: SqlRunner, from: Date, to: Date, interval: AnalyticsInterval, scope: AnalyticsScope): Promise<ChurnBucketRow[]> {
   // Parameters in the order they appear in the SQL below.
   const params: unknown[] = [];
-  const [churned, voluntary, involuntary, revoked, other, gains] = Array.from({ length: 6 }, () => productTest(scope, 't.product_id', params));
+  const [started, renewed, reactivated, churned, voluntary, involuntary, revoked, other, gains] = Array.from({ length: 9 }, () =>
+    productTest(scope, 't.product_id', params),
+  );
   const losses = productTest(scope, 't.previous_product_id', params);
   params.push(from, to);
   const where = scopeWhere(scope, params);
   const rows = await sql(
     `select ${bucketOf('t.starts_at', interval)} as bucket,
+       count(*) filter (where t.cause = 'INITIAL_PURCHASE' and ${started}) as started,
+       count(*) filter (where t.cause = 'RENEWAL' and ${renewed}) as renewed,
+       count(*) filter (where t.cause = 'REACTIVATION' and ${reactivated}) as reactivated,
        count(*) filter (where t.churn is not null and ${churned}) as churned,
        count(*) filter (where t.churn = 'VOLUNTARY' and ${voluntary}) as voluntary,
        count(*) filter (where t.churn = 'INVOLUNTARY' and ${involuntary}) as involuntary,
@@ -257,6 +266,9 @@ export async function churnBuckets(sql: SqlRunner, from: Date, to: Date, interva
   );
   return rows.map((r) => ({
     bucket: bucketKey(r.bucket),
+    started: num(r.started),
+    renewed: num(r.renewed),
+    reactivated: num(r.reactivated),
     churned: num(r.churned),
     voluntary: num(r.voluntary),
     involuntary: num(r.involuntary),
@@ -287,8 +299,8 @@ export interface EventBucketRow {
 }
 
 /**
- * Period starts and refunds per bucket, from the event table through its (type, occurred_at) index. Refunds count
- * only those of subscriptions (a refunded one-time purchase is in `refunds`).
+ * Subscription refunds per bucket, from the event table through its (type, occurred_at) index (a refunded one-time
+ * purchase is counted by `refundRows`). A refund of an earlier period begins no span, so they are counted here.
  */
 export async function subscriptionEventBuckets(sql: SqlRunner, from: Date, to: Date, interval: AnalyticsInterval, scope: AnalyticsScope): Promise<EventBucketRow[]> {
   const params: unknown[] = [from, to];
@@ -297,8 +309,8 @@ export async function subscriptionEventBuckets(sql: SqlRunner, from: Date, to: D
   const rows = await sql(
     `select ${bucketOf('t.occurred_at', interval)} as bucket, t.type, count(*) as n
      from event t
-     where t.type in ('INITIAL_PURCHASE', 'RENEWAL', 'REACTIVATION', 'REFUND') and t.occurred_at >= ? and t.occurred_at < ?${where} and ${product}
-       and (t.type <> 'REFUND' or exists (select 1 from subscription_state_span s where s.store = t.store and s.lineage_id = t.lineage_id and s.seq = 0))
+     where t.type = 'REFUND' and t.occurred_at >= ? and t.occurred_at < ?${where} and ${product}
+       and exists (select 1 from subscription_state_span s where s.store = t.store and s.lineage_id = t.lineage_id and s.seq = 0)
      group by 1, 2`,
     params,
   );
