@@ -3,6 +3,7 @@
 import type { Constructor } from '@mikro-orm/core';
 import type { Migration } from '@mikro-orm/migrations';
 import { Migration20261130051904_Revalidation } from './Migration20261130051904_Revalidation.js';
+import { Migration20261130051401_AnalyticsSpans } from './Migration20261130051401_AnalyticsSpans.js';
 import { Migration20261122080639_KeptProofsByCustomer } from './Migration20261122080639_KeptProofsByCustomer.js';
 import { Migration20261122075907_OutboxAndPromotions } from './Migration20261122075907_OutboxAndPromotions.js';
 import { Migration20261122074244_NotificationOutcome } from './Migration20261122074244_NotificationOutcome.js';
@@ -19,5 +20,6 @@ export const migrationsList: { name: string; class: Constructor<Migration> }[] =
   { name: 'Migration20261122074244_NotificationOutcome', class: Migration20261122074244_NotificationOutcome },
   { name: 'Migration20261122075907_OutboxAndPromotions', class: Migration20261122075907_OutboxAndPromotions },
   { name: 'Migration20261122080639_KeptProofsByCustomer', class: Migration20261122080639_KeptProofsByCustomer },
+  { name: 'Migration20261130051401_AnalyticsSpans', class: Migration20261130051401_AnalyticsSpans },
   { name: 'Migration20261130051904_Revalidation', class: Migration20261130051904_Revalidation },
 ];

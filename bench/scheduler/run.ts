@@ -77,7 +77,7 @@ async function runInstances(count: number, config: Record<string, string>): Prom
 const literal = (v: unknown): string => (typeof v === 'number' ? String(v) : `'${String(v instanceof Date ? v.toISOString() : v).replace(/'/g, "''")}'`);
 /** The service's statement with its parameters written in, for psql. */
 function bareClaim(now: Date, lease: Date): string {
-  const params = ['PLAY_STORE', now, BATCH, lease];
+  const params = ['PLAY_STORE', now, BATCH, lease, 'false'];
   let i = 0;
   return CLAIM_DUE_SQL.replace(/\?/g, () => literal(params[i++]));
 }

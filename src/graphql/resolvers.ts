@@ -8,6 +8,7 @@ import { toEntitlements, toSubscription } from './mappers.js';
 import { RECOVERY_RESOLVERS } from './purchase-recovery.js';
 import { WEBHOOK_RESOLVERS } from './webhooks.js';
 import { SCHEDULER_RESOLVERS } from './scheduler.js';
+import { ANALYTICS_RESOLVERS } from './analytics.js';
 import {
   CreditBalance,
   Customer,
@@ -136,4 +137,4 @@ function toProof(input: SubmitReceiptInput): PurchaseProof {
   };
 }
 
-export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver, ...RECOVERY_RESOLVERS, ...WEBHOOK_RESOLVERS, ...SCHEDULER_RESOLVERS] as const;
+export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver, ...RECOVERY_RESOLVERS, ...WEBHOOK_RESOLVERS, ...SCHEDULER_RESOLVERS, ...ANALYTICS_RESOLVERS] as const;

@@ -254,6 +254,44 @@ export const Event = defineEntity({
   },
 });
 
+/**
+ * Analytics rollup: the stretches of time each subscription spent in each state, one row per state and paid
+ * period, derived from the subscription's events (src/domain/analytics.ts) and rewritten with them in the same
+ * transaction, so it is always exactly what the events say. The analytics queries and the BI views read it.
+ */
+export const SubscriptionStateSpan = defineEntity({
+  name: 'SubscriptionStateSpan',
+  tableName: 'subscription_state_span',
+  indexes: [{ name: 'subscription_state_span_starts_idx', properties: ['startsAt'] }],
+  properties: {
+    store: p.enum(STORES).length(16).primary(),
+    lineageId: p.string().length(512).primary(),
+    seq: p.integer().primary(),
+    environment: p.enum(ENVIRONMENTS).length(16),
+    productId: p.string().length(200),
+    state: p.enum(SUBSCRIPTION_STATES).length(16),
+    startsAt: ts(),
+    /** Null: the subscription is still in this state as far as its events say. */
+    endsAt: ts().nullable(),
+    previousState: p.string().length(16).nullable(),
+    previousProductId: p.string().length(200).nullable(),
+    /** The event type that started the span, or TIME when a period or grace period ran out. */
+    cause: p.string().length(32),
+    /** VOLUNTARY, INVOLUNTARY, REVOKED or OTHER on the span that ended the subscription. */
+    churn: p.string().length(16).nullable(),
+    transactionId: p.string().length(255),
+    periodStartsAt: ts(),
+    periodEndsAt: ts().nullable(),
+    priceMicros: p.bigint('number').nullable(),
+    currency: p.string().length(3).nullable(),
+    offerType: p.string().length(32).nullable(),
+    previousOfferType: p.string().length(32).nullable(),
+    /** The period's price as a monthly amount in micro-units; null when the price is not known. */
+    monthlyMicros: p.bigint('number').nullable(),
+    firstPurchasedAt: ts(),
+  },
+});
+
 /** Where events are delivered (outbound webhooks). Synced from WEBHOOK_URLS at start-up; removed URLs stay inactive. */
 export const WebhookEndpoint = defineEntity({
   name: 'WebhookEndpoint',
@@ -479,6 +517,7 @@ export const ENTITIES = [
   CreditBalance,
   PurchaseOrder,
   Event,
+  SubscriptionStateSpan,
   PendingProof,
   StoreTask,
   StoreNotification,

@@ -7,6 +7,7 @@ import type { StoreAdapters } from '../stores/adapter.js';
 import type { Store } from '../domain/types.js';
 import { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { GooglePlayAdapter } from '../stores/google/adapter.js';
+import { AnalyticsService } from './analytics.js';
 import { AppleNotifications } from './apple-notifications.js';
 import { OrderService } from './orders.js';
 import { SupportService } from './support.js';
@@ -50,6 +51,8 @@ export interface Services {
   revalidator: SubscriptionRevalidator;
   budgets: StoreBudgets;
   schedulerStatus: SchedulerStatus;
+  /** Subscription analytics over the event history (server API key only). */
+  analytics: AnalyticsService;
 }
 
 export interface ServiceOptions {
@@ -115,5 +118,6 @@ export function createServices(o: ServiceOptions): Services {
     revalidator,
     budgets,
     schedulerStatus: new SchedulerStatus(orm, revalidator, budgets, Object.keys(adapters) as Store[], revalidation.requestsPerMinute),
+    analytics: new AnalyticsService(orm, catalog),
   };
 }

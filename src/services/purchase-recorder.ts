@@ -7,6 +7,7 @@ import { deriveOneTimePurchase, deriveSubscription } from '../domain/engine.js';
 import { DEFAULT_RECHECK_POLICY, nextCheckAfterNotification, nextCheckAt, type RecheckPolicy } from '../domain/recheck.js';
 import type { DerivedEvent, NormalizedPurchase, ProductKind, Store } from '../domain/types.js';
 import type { Em, Orm } from '../persistence/orm.js';
+import { rebuildSubscriptionSpans } from '../persistence/analytics.js';
 import * as repo from '../persistence/repository.js';
 import { retryOnConflict } from '../persistence/retry.js';
 import type { PurchaseRules, TransferPolicy } from '../config/config.js';
@@ -256,6 +257,8 @@ export class PurchaseRecorder {
     await repo.upsertSubscription(em, customerId, d, { nextCheckAt: nextCheck, appReceipt: store === 'APP_STORE' ? options.appReceipt : null });
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);
     await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
+    // The analytics rollup follows the events in the same transaction, under the lineage lock.
+    await rebuildSubscriptionSpans((sql, params) => em.execute(sql, [...params]), store, lineageId);
   }
 
   private async applyOneTime(em: Em, customerId: string, p: NormalizedPurchase, now: Date): Promise<void> {
