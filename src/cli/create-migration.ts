@@ -1,7 +1,7 @@
 // Generates a migration from the difference between the entities and a scratch PostgreSQL database
 // that has every existing migration applied, writes it to migrations/ and registers it in migrations/index.ts.
 // Needs DATABASE_URL pointing at a server where it may create and drop a scratch database.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { migrate, openDatabase } from '../persistence/orm.js';
@@ -18,6 +18,18 @@ try {
   await migrate(orm);
   const name = process.argv[2];
   const result = await orm.migrator.create(resolve('migrations'), false, false, name);
+  if (result.fileName) {
+    // The BI views (analytics_*) are written by hand in their migration; the entity diff knows no views and
+    // would drop them.
+    const file = resolve('migrations', result.fileName);
+    const text = readFileSync(file, 'utf8').replace(/ *this\.addSql\(`(?:drop|create) view (?:if exists )?"analytics_[^`]*`\);\n\n?/g, '');
+    if (text.includes('this.addSql(')) {
+      writeFileSync(file, text);
+    } else {
+      unlinkSync(file);
+      result.fileName = '';
+    }
+  }
   if (!result.fileName) {
     console.log('no schema changes: nothing generated');
   } else {

@@ -54,6 +54,8 @@ export const Purchase = defineEntity({
   indexes: [
     { name: 'purchase_customer_idx', properties: ['customer'] },
     { name: 'purchase_lineage_idx', properties: ['store', 'lineageId'] },
+    // Google purchases are looked up by token (submissions, notifications, re-checks, voided purchases).
+    { name: 'purchase_token_idx', properties: ['store', 'purchaseToken'], where: 'purchase_token is not null' },
   ],
   properties: {
     id: p.uuid().primary(),
