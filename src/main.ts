@@ -1,32 +1,8 @@
 // `npm start`: run the service until SIGTERM or SIGINT.
-import pino from 'pino';
-import { createApp } from './app.js';
-import { ConfigError, loadConfig, redactConfig } from './config/config.js';
-import { CatalogError } from './domain/catalog.js';
+import { exitOnFailure, startApp, stopOnSignals } from './startup.js';
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const log = pino({ level: config.logLevel, base: { service: 'iap-entitlements' } });
-  log.info({ config: redactConfig(config) }, 'starting');
-  let app;
-  try {
-    app = await createApp({ config, log });
-  } catch (err) {
-    if (err instanceof CatalogError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+exitOnFailure(async () => {
+  const { app, config, log } = await startApp({ service: 'iap-entitlements' });
   const url = await app.listen();
   log.info({ url, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'listening');
   if (config.devMode) {
@@ -38,27 +14,5 @@ async function main(): Promise<void> {
         ` -H 'content-type: application/json' -d '{"query":"{ products { store productId kind entitlements } }"}'`,
     );
   }
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down: finishing in-flight requests');
-    app
-      .close()
-      .then(() => {
-        log.info('stopped');
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-}
-
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
+  stopOnSignals(log, () => app.close());
 });

@@ -14,12 +14,10 @@
  */
 import { generateKeyPairSync, randomBytes, randomInt, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { jwtVerify } from 'jose';
 import type { AppleChain } from './apple-certs.js';
 
@@ -28,6 +26,9 @@ import type { AppleChain } from './apple-certs.js';
 const { generateAppleChain, signAppleJws } = (await import(
   new URL(`./apple-certs${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url).href
 )) as typeof import('./apple-certs.js');
+const { runWhenEntryPoint, serveUntilSignal } = (await import(
+  new URL(`./standalone${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url).href
+)) as typeof import('./standalone.js');
 
 export type AppleEnvironment = 'Production' | 'Sandbox';
 export type ProductType = 'Auto-Renewable Subscription' | 'Non-Renewing Subscription' | 'Non-Consumable' | 'Consumable';
@@ -1251,28 +1252,8 @@ export async function main(): Promise<FakeAppStore> {
     `  curl ${fake.url}/_fake/calls`,
     `  curl ${fake.url}/_fake/lineages/ID`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
-  const stop = (): void => {
-    void fake.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  serveUntilSignal(lines, () => fake.close());
   return fake;
 }
 
-function isDirectRun(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isDirectRun()) {
-  main().catch((err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runWhenEntryPoint(import.meta.url, main);

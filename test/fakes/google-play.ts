@@ -11,15 +11,19 @@
  */
 import { generateKeyPair, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { jwtVerify } from 'jose';
 import type { androidpublisher_v3 } from 'googleapis';
+
+// Node's type stripping (standalone mode) does not map a './x.js' specifier to x.ts, and the project's tsconfig
+// does not allow '.ts' specifiers, so the sibling module is loaded with this file's own extension.
+const { runWhenEntryPoint, serveUntilSignal } = (await import(
+  new URL(`./standalone${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url).href
+)) as typeof import('./standalone.js');
 
 type SubscriptionPurchaseV2 = androidpublisher_v3.Schema$SubscriptionPurchaseV2;
 type VoidedPurchase = androidpublisher_v3.Schema$VoidedPurchase;
@@ -569,28 +573,8 @@ export async function main(): Promise<FakeGooglePlay> {
     `  curl -X POST ${fake.url}/_fake/voided -H 'content-type: application/json' -d '{"purchaseToken":"TOKEN","orderId":"GPA.1","voidedReason":1,"voidedSource":0}'`,
     `  curl ${fake.url}/_fake/calls`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
-  const stop = (): void => {
-    void fake.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  serveUntilSignal(lines, () => fake.close());
   return fake;
 }
 
-function isDirectRun(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isDirectRun()) {
-  main().catch((err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runWhenEntryPoint(import.meta.url, main);
