@@ -128,20 +128,20 @@ try {
 
   const catalog = loadCatalogFile(resolve('examples/catalog.yaml'));
   const analytics = new AnalyticsService(orm, catalog);
-  const consistency = await analytics.stateCounts(TO);
+  const consistency = await analytics.stateCounts(TO, TO);
   const stored = (await client.query(`select state, count(*)::int as n from subscription group by state`)).rows as { state: string; n: number }[];
   const agrees = stored.every((r) => consistency.counts.find((c) => c.state === r.state)?.count === r.n);
   console.log(`subscriptionStateCounts(end of year) equals the stored subscription states: ${agrees ? 'yes' : 'NO'} (stored: ${stored.map((r) => `${r.state} ${r.n}`).join(', ')}; counted: ${consistency.counts.filter((c) => c.count > 0).map((c) => `${c.state} ${c.count}`).join(', ')})`);
 
   const queries: [string, () => Promise<unknown>][] = [
-    ['subscriptionStateCounts(at)', () => analytics.stateCounts(MID)],
-    ['churn(12 months, MONTH)', () => analytics.churn(FROM, TO, 'MONTH')],
-    ['churn(12 months, WEEK)', () => analytics.churn(FROM, TO, 'WEEK')],
-    ['churn(12 months, MONTH, productId)', () => analytics.churn(FROM, TO, 'MONTH', { productId: 'pro_monthly' })],
+    ['subscriptionStateCounts(at)', () => analytics.stateCounts(MID, TO)],
+    ['churn(12 months, MONTH)', () => analytics.churn(FROM, TO, 'MONTH', TO)],
+    ['churn(12 months, WEEK)', () => analytics.churn(FROM, TO, 'WEEK', TO)],
+    ['churn(12 months, MONTH, productId)', () => analytics.churn(FROM, TO, 'MONTH', TO, { productId: 'pro_monthly' })],
     ['retention(12 months, MONTH, 12 periods)', () => analytics.retention(FROM, TO, 'MONTH', 12, TO)],
-    ['activeSubscriptions(at)', () => analytics.activeSubscriptions(MID)],
-    ['recurringRevenue(at)', () => analytics.recurringRevenue(MID)],
-    ['billingIssues(at)', () => analytics.billingIssues(MID)],
+    ['activeSubscriptions(at)', () => analytics.activeSubscriptions(MID, TO)],
+    ['recurringRevenue(at)', () => analytics.recurringRevenue(MID, TO)],
+    ['billingIssues(at)', () => analytics.billingIssues(MID, TO)],
     ['refunds(12 months)', () => analytics.refunds(FROM, TO)],
     ['trialConversions(12 months)', () => analytics.trialConversions(FROM, TO, TO)],
   ];

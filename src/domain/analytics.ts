@@ -326,6 +326,9 @@ export function deriveStateSpans(events: readonly SubscriptionEventFacts[]): Sta
       case 'BILLING_ISSUE':
       case 'GRACE_PERIOD':
       case 'ON_HOLD': {
+        // A hold recorded while the grace period still runs (the engine dates it at the period's end) begins when
+        // the grace ends: passing time moves GRACE to ON_HOLD there.
+        if (e.type === 'ON_HOLD' && state === 'GRACE' && graceEnd !== null && ms(graceEnd) > ms(at)) break;
         const grace = e.type === 'ON_HOLD' ? null : e.gracePeriodExpiresAt;
         if (grace !== null && ms(grace) > ms(at)) {
           graceEnd = grace;

@@ -49,7 +49,7 @@ export class ChurnPeriod {
   @Field(() => Int, { description: 'Ended by a refund or revocation of the current period.' }) revokedChurn!: number;
   @Field(() => Int, { description: 'Ended for another or an unknown reason.' }) otherChurn!: number;
   @Field(() => Int, { description: 'Refunds of subscription transactions.' }) refunds!: number;
-  @Field(() => Float, { nullable: true, description: 'churned / activeAtStart; null when activeAtStart is 0.' }) churnRate!: number | null;
+  @Field(() => Float, { nullable: true, description: 'churned / (activeAtStart + new + reactivated): of the subscriptions entitled at some time in the period, the share that churned in it; null when there were none.' }) churnRate!: number | null;
   @Field(() => Int, { description: 'Entitled as the period ended.' }) activeAtEnd!: number;
 }
 
@@ -150,7 +150,7 @@ export class AnalyticsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<SubscriptionStateCounts> {
     assertServer(ctx.principal);
-    const r = await ctx.services.analytics.stateCounts(at ?? ctx.now, filter);
+    const r = await ctx.services.analytics.stateCounts(at ?? ctx.now, ctx.now, filter);
     return Object.assign(new SubscriptionStateCounts(), { ...r, counts: r.counts.map((c) => Object.assign(new SubscriptionStateCount(), c)) });
   }
 
@@ -163,7 +163,7 @@ export class AnalyticsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<ChurnPeriod[]> {
     assertServer(ctx.principal);
-    const periods = await ctx.services.analytics.churn(from, to, interval, filter);
+    const periods = await ctx.services.analytics.churn(from, to, interval, ctx.now, filter);
     return periods.map((p) => Object.assign(new ChurnPeriod(), p));
   }
 
@@ -188,7 +188,7 @@ export class AnalyticsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<ActiveSubscriptions> {
     assertServer(ctx.principal);
-    return Object.assign(new ActiveSubscriptions(), await ctx.services.analytics.activeSubscriptions(at ?? ctx.now, filter));
+    return Object.assign(new ActiveSubscriptions(), await ctx.services.analytics.activeSubscriptions(at ?? ctx.now, ctx.now, filter));
   }
 
   @Query(() => RecurringRevenue, { description: 'Monthly recurring revenue per currency at an instant (default: now). Server API key only.' })
@@ -198,7 +198,7 @@ export class AnalyticsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<RecurringRevenue> {
     assertServer(ctx.principal);
-    const r = await ctx.services.analytics.recurringRevenue(at ?? ctx.now, filter);
+    const r = await ctx.services.analytics.recurringRevenue(at ?? ctx.now, ctx.now, filter);
     return Object.assign(new RecurringRevenue(), { ...r, currencies: r.currencies.map(amount) });
   }
 
@@ -209,7 +209,7 @@ export class AnalyticsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<BillingIssues> {
     assertServer(ctx.principal);
-    return Object.assign(new BillingIssues(), await ctx.services.analytics.billingIssues(at ?? ctx.now, filter));
+    return Object.assign(new BillingIssues(), await ctx.services.analytics.billingIssues(at ?? ctx.now, ctx.now, filter));
   }
 
   @Query(() => Refunds, { description: 'Refunds recorded in [from, to), with refunded amounts per currency. Server API key only.' })

@@ -46,5 +46,8 @@ export function jitGateway(schema: GraphQLSchema): GatewayInterface {
 function toGraphQLError(error: unknown): GraphQLError {
   // graphql-jit's errors pass `instanceof GraphQLError` but may lack `extensions`, which Apollo reads.
   const e = error as { message: string; path?: readonly (string | number)[]; originalError?: Error | null; extensions?: Record<string, unknown> };
-  return new GraphQLError(e.message, { path: e.path, originalError: e.originalError ?? undefined, extensions: e.extensions });
+  // A variable value that cannot be coerced is the caller's input, as graphql-js reports it through Apollo.
+  const badVariable = !e.path && /^Variable "\$/.test(e.message);
+  const extensions = badVariable ? { ...e.extensions, code: 'BAD_USER_INPUT' } : e.extensions;
+  return new GraphQLError(e.message, { path: e.path, originalError: e.originalError ?? undefined, extensions });
 }

@@ -250,7 +250,10 @@ export class HttpServer {
     // Apollo hands out the same DocumentNode for the same query text, so each distinct query is measured once.
     // Costs here do not depend on variables (no estimator reads arguments).
     const measured = new WeakMap<object, Map<string, string | null>>();
-    const check = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null => {
+    // Variables this request's values cannot be coerced to: not a verdict on the query (and not to be cached for
+    // it); execution reports the bad value with BAD_USER_INPUT.
+    const BAD_VARIABLES = Symbol('bad variables');
+    const check = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null | typeof BAD_VARIABLES => {
       const depth = queryDepth(document, operationName);
       if (depth > maxDepth) {
         return `query depth ${depth} exceeds the limit of ${maxDepth}`;
@@ -259,6 +262,7 @@ export class HttpServer {
       try {
         cost = queryComplexity(schema, document, operationName, variables);
       } catch (err) {
+        if (/^Variable "\$/.test((err as Error).message)) return BAD_VARIABLES;
         // The estimator refuses documents beyond its own node limit: that is the same verdict.
         return `query too complex to estimate: ${(err as Error).message}`;
       }
@@ -276,7 +280,9 @@ export class HttpServer {
             if (!byName) measured.set(document, (byName = new Map()));
             let verdict = byName.get(name);
             if (verdict === undefined) {
-              verdict = check(document, request.operationName ?? undefined, request.variables ?? {});
+              const result = check(document, request.operationName ?? undefined, request.variables ?? {});
+              if (result === BAD_VARIABLES) return;
+              verdict = result;
               byName.set(name, verdict);
             }
             if (verdict) throw new GraphQLError(verdict, { extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } } });

@@ -101,6 +101,11 @@ export const MAX_RETENTION_PERIODS = 60;
 
 const badInput = (message: string, problem: string) => new AppError('BAD_USER_INPUT', message, { problems: [problem] });
 
+/** The history answers for the past only: what lies after now is a projection (a period's end), not a fact. */
+function assertNotFuture(at: Date, now: Date, name: string): void {
+  if (at.getTime() > now.getTime()) throw badInput(`${name} is in the future: the history has no answer for it yet`, `${name}: not after now`);
+}
+
 export class AnalyticsService {
   constructor(
     private readonly orm: Orm,
@@ -130,19 +135,23 @@ export class AnalyticsService {
     return { store, environment: f.environment ?? 'PRODUCTION', products };
   }
 
-  async stateCounts(at: Date, filter?: AnalyticsFilter | null): Promise<StateCountsResult> {
+  async stateCounts(at: Date, now: Date, filter?: AnalyticsFilter | null): Promise<StateCountsResult> {
+    assertNotFuture(at, now, 'at');
     const counts = await q.stateCounts(this.sql, at, this.scope(filter));
     const list = SUBSCRIPTION_STATES_ORDER.map((state) => ({ state, count: counts.get(state) ?? 0 }));
     return { at, total: list.reduce((n, c) => n + c.count, 0), counts: list };
   }
 
-  async churn(from: Date, to: Date, interval: AnalyticsInterval, filter?: AnalyticsFilter | null): Promise<ChurnPeriodResult[]> {
+  async churn(from: Date, to: Date, interval: AnalyticsInterval, now: Date, filter?: AnalyticsFilter | null): Promise<ChurnPeriodResult[]> {
     const periods = periodsOf(from, to, interval);
+    assertNotFuture(from, now, 'from');
     const scope = this.scope(filter);
+    // Only what happened by now counts: the rollup also holds each period's projected end (a renewal may come).
+    const until = new Date(Math.min(to.getTime(), now.getTime()));
     const [before, spans, events] = [
       await q.entitledBefore(this.sql, from, scope),
-      await q.churnBuckets(this.sql, from, to, interval, scope),
-      await q.subscriptionEventBuckets(this.sql, from, to, interval, scope),
+      await q.churnBuckets(this.sql, from, until, interval, scope),
+      await q.subscriptionEventBuckets(this.sql, from, until, interval, scope),
     ];
     const spanBy = new Map(spans.map((r) => [r.bucket, r]));
     let active = before;
@@ -164,7 +173,9 @@ export class AnalyticsService {
         revokedChurn: s?.revoked ?? 0,
         otherChurn: s?.other ?? 0,
         refunds: count('REFUND'),
-        churnRate: rate(churned, active),
+        // Of the subscriptions entitled at some time in the period (at its start, or new or back in it), the share
+        // that churned in it: never above 1.
+        churnRate: rate(churned, active + (s?.started ?? 0) + (s?.reactivated ?? 0)),
         activeAtEnd: active + (s?.gains ?? 0) - (s?.losses ?? 0),
       };
       active = result.activeAtEnd;
@@ -172,7 +183,8 @@ export class AnalyticsService {
     });
   }
 
-  async activeSubscriptions(at: Date, filter?: AnalyticsFilter | null): Promise<ActiveSubscriptionsResult> {
+  async activeSubscriptions(at: Date, now: Date, filter?: AnalyticsFilter | null): Promise<ActiveSubscriptionsResult> {
+    assertNotFuture(at, now, 'at');
     const rows = await q.activeAt(this.sql, at, this.scope(filter));
     const sum = (pred: (r: q.ActiveRow) => boolean) => rows.filter(pred).reduce((n, r) => n + r.subscriptions, 0);
     return {
@@ -190,7 +202,8 @@ export class AnalyticsService {
    * period) at `at`, their period's price normalised to a month. Free trials count 0; GRACE (not paid) is left
    * out and counted; a subscription whose price is not known is counted as unpriced. No currency conversion.
    */
-  async recurringRevenue(at: Date, filter?: AnalyticsFilter | null): Promise<RecurringRevenueResult> {
+  async recurringRevenue(at: Date, now: Date, filter?: AnalyticsFilter | null): Promise<RecurringRevenueResult> {
+    assertNotFuture(at, now, 'at');
     const rows = await q.activeAt(this.sql, at, this.scope(filter));
     const paid = rows.filter((r) => r.state !== 'GRACE');
     const byCurrency = new Map<string, CurrencyAmountResult>();
@@ -211,7 +224,8 @@ export class AnalyticsService {
     };
   }
 
-  async billingIssues(at: Date, filter?: AnalyticsFilter | null): Promise<{ at: Date; gracePeriod: number; onHold: number; total: number }> {
+  async billingIssues(at: Date, now: Date, filter?: AnalyticsFilter | null): Promise<{ at: Date; gracePeriod: number; onHold: number; total: number }> {
+    assertNotFuture(at, now, 'at');
     const counts = await q.stateCounts(this.sql, at, this.scope(filter));
     const gracePeriod = counts.get('GRACE') ?? 0;
     const onHold = counts.get('ON_HOLD') ?? 0;
@@ -225,6 +239,9 @@ export class AnalyticsService {
     }
     // Cohorts come from [from, to); each is followed up to now.
     const r = await q.retentionRows(this.sql, from, to, now, interval, periods, this.scope(filter));
+    const byCohortAndK = (rows: q.RetentionRow[]) => new Map(rows.map((e) => [`${e.cohort}:${e.k}`, e.count]));
+    const eligibleBy = byCohortAndK(r.eligible);
+    const retainedBy = byCohortAndK(r.retained);
     return buckets.map((b) => {
       const key = b.bucket.getTime();
       return {
@@ -232,8 +249,8 @@ export class AnalyticsService {
         size: r.sizes.get(key) ?? 0,
         periods: Array.from({ length: periods }, (_, i) => {
           const k = i + 1;
-          const eligible = r.eligible.find((e) => e.cohort === key && e.k === k)?.count ?? 0;
-          const retained = r.retained.find((e) => e.cohort === key && e.k === k)?.count ?? 0;
+          const eligible = eligibleBy.get(`${key}:${k}`) ?? 0;
+          const retained = retainedBy.get(`${key}:${k}`) ?? 0;
           return { k, eligible, retained, share: rate(retained, eligible) };
         }),
       };

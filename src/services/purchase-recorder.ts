@@ -256,9 +256,10 @@ export class PurchaseRecorder {
     const nextCheck = (options.fromNotification ? nextCheckAfterNotification : nextCheckAt)(d, now, this.recheck);
     await repo.upsertSubscription(em, customerId, d, { nextCheckAt: nextCheck, appReceipt: store === 'APP_STORE' ? options.appReceipt : null });
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);
-    await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
-    // The analytics rollup follows the events in the same transaction, under the lineage lock.
-    await rebuildSubscriptionSpans((sql, params) => em.execute(sql, [...params]), store, lineageId);
+    const added = await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
+    // The analytics rollup follows the events in the same transaction, under the lineage lock; spans are derived
+    // from the events alone, so a write that added none (most re-checks) leaves them as they are.
+    if (added > 0) await rebuildSubscriptionSpans((sql, params) => em.execute(sql, [...params]), store, lineageId);
   }
 
   private async applyOneTime(em: Em, customerId: string, p: NormalizedPurchase, now: Date): Promise<void> {

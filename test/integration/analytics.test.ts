@@ -131,11 +131,17 @@ describe.each(DATABASE_KINDS)('analytics on %s', (kind) => {
       startsAt, endsAt, reactivated: 0, otherChurn: 0, refunds: 0, voluntaryChurn: 0, involuntaryChurn: 0, revokedChurn: 0, ...values,
     });
     expect(data.churn).toEqual([
-      row('2026-01-01T00:00:00.000Z', '2026-02-01T00:00:00.000Z', { activeAtStart: 0, new: 3, renewed: 0, churned: 0, churnRate: null, activeAtEnd: 3 }),
+      row('2026-01-01T00:00:00.000Z', '2026-02-01T00:00:00.000Z', { activeAtStart: 0, new: 3, renewed: 0, churned: 0, churnRate: 0, activeAtEnd: 3 }),
       row('2026-02-01T00:00:00.000Z', '2026-03-01T00:00:00.000Z', {
-        activeAtStart: 3, new: 2, renewed: 1, churned: 3, voluntaryChurn: 1, involuntaryChurn: 1, revokedChurn: 1, refunds: 1, churnRate: 1, activeAtEnd: 2,
+        activeAtStart: 3, new: 2, renewed: 1, churned: 3, voluntaryChurn: 1, involuntaryChurn: 1, revokedChurn: 1, refunds: 1, churnRate: 0.6, activeAtEnd: 2,
       }),
       row('2026-03-01T00:00:00.000Z', '2026-04-01T00:00:00.000Z', { activeAtStart: 2, new: 1, renewed: 3, churned: 0, churnRate: 0, activeAtEnd: 3 }),
+    ]);
+    // Periods past now count nothing: a period's end ahead is a projection (the subscription may yet renew).
+    const ahead = await ok(`{ churn(from: "2026-03-01T00:00:00Z", to: "2026-06-01T00:00:00Z", interval: MONTH) { startsAt activeAtStart new renewed churned activeAtEnd } }`);
+    expect(ahead.churn.slice(1)).toEqual([
+      { startsAt: '2026-04-01T00:00:00.000Z', activeAtStart: 3, new: 0, renewed: 0, churned: 0, activeAtEnd: 3 },
+      { startsAt: '2026-05-01T00:00:00.000Z', activeAtStart: 3, new: 0, renewed: 0, churned: 0, activeAtEnd: 3 },
     ]);
     const google = await ok(`{ churn(from: "2026-02-01T00:00:00Z", to: "2026-03-15T00:00:00Z", interval: MONTH, filter: { productId: "pro_monthly" }) { startsAt endsAt activeAtStart new renewed activeAtEnd } }`);
     expect(google.churn).toEqual([
@@ -209,6 +215,8 @@ describe.each(DATABASE_KINDS)('analytics on %s', (kind) => {
 
   it.each([
     ['from after to', `{ churn(from: "2026-03-01T00:00:00Z", to: "2026-01-01T00:00:00Z", interval: MONTH) { new } }`, 'must be before to'],
+    ['an instant in the future', `{ activeSubscriptions(at: "2027-01-01T00:00:00Z") { total } }`, 'is in the future'],
+    ['a churn range starting in the future', `{ churn(from: "2027-01-01T00:00:00Z", to: "2027-03-01T00:00:00Z", interval: MONTH) { new } }`, 'is in the future'],
     ['too many periods', `{ churn(from: "2020-01-01T00:00:00Z", to: "2026-01-01T00:00:00Z", interval: DAY) { new } }`, 'more than 400'],
     ['an unknown product', `{ subscriptionStateCounts(filter: { productId: "nope" }) { total } }`, 'unknown product nope'],
     ['an unknown entitlement', `{ activeSubscriptions(filter: { entitlement: "nope" }) { total } }`, 'unknown entitlement nope'],

@@ -214,6 +214,15 @@ describe.each(DATABASE_KINDS)('GraphQL API on %s', (kind) => {
     expect(res.errors![0]!.extensions!.code).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 
+  it('answers a bad variable value with BAD_USER_INPUT, and the same query with good values still runs', async () => {
+    const query = `query($filter: AnalyticsFilter) { subscriptionStateCounts(filter: $filter) { total } }`;
+    const bad = await t.server(query, { filter: { store: 'NOPE' } });
+    expect(bad.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
+    const good = await t.server(query, { filter: { store: 'APP_STORE' } });
+    expect(good.errors).toBeUndefined();
+    expect(typeof (good.data!.subscriptionStateCounts as { total: number }).total).toBe('number');
+  });
+
   it('rejects queries deeper than the limit', async () => {
     const deep = `{ customer(appUserId: "a") { subscriptions { entitlements } } }`;
     expect((await t.server(deep)).errors).toBeUndefined();

@@ -151,6 +151,15 @@ describe('state spans from events', () => {
       ['ACTIVE', 40, 70, 'RENEWAL', null],
       ['EXPIRED', 70, null, 'TIME', 'OTHER'],
     ]],
+    ['a hold the store dates at the period end, while grace still runs, begins when the grace ends', [
+      start('INITIAL_PURCHASE', 0, 't1'),
+      ev('GRACE_PERIOD', 30, { gracePeriodExpiresAt: at(36) }),
+      ev('ON_HOLD', 30),
+    ], [
+      ['ACTIVE', 0, 30, 'INITIAL_PURCHASE', null],
+      ['GRACE', 30, 36, 'GRACE_PERIOD', null],
+      ['ON_HOLD', 36, null, 'TIME', null],
+    ]],
     ['a refund of the current period ends it', [start('INITIAL_PURCHASE', 0, 't1'), ev('REFUND', 5)], [
       ['ACTIVE', 0, 5, 'INITIAL_PURCHASE', null],
       ['REVOKED', 5, null, 'REFUND', 'REVOKED'],
