@@ -1,10 +1,10 @@
 import { Migration } from '@mikro-orm/migrations';
-import { rebuildAllSubscriptionSpans } from '../src/persistence/analytics.js';
 
 /**
  * The analytics rollup (subscription_state_span), the views for BI tools, and statistics that let PostgreSQL
- * estimate per-month groups of events. Spans of subscriptions recorded before this migration are derived here
- * from their events.
+ * estimate per-month groups of events. Spans of subscriptions recorded before this migration are derived after
+ * start-up by the backfill-analytics job, in batches (a migration holds start-up and should not depend on code
+ * that may change later).
  */
 export class Migration20261130051401_AnalyticsSpans extends Migration {
 
@@ -39,7 +39,6 @@ export class Migration20261130051401_AnalyticsSpans extends Migration {
          left join customer c on c.id = e.customer_id;`,
     ];
     for (const sql of statements) await this.execute(sql);
-    await rebuildAllSubscriptionSpans((sql, params) => this.execute(sql, [...params]) as Promise<Record<string, unknown>[]>);
   }
 
   override async down(): Promise<void> {

@@ -90,11 +90,36 @@ export async function rebuildAllSubscriptionSpans(sql: SqlRunner, batchSize = 5_
   let written = 0;
   let done = 0;
   for (;;) {
+    const batch = await rebuildSpansBatch(sql, after, batchSize, false);
+    if (batch === null) break;
+    written += batch.written;
+    done += batch.subscriptions;
+    onBatch?.(done);
+    after = batch.last;
+  }
+  return written;
+}
+
+/**
+ * Rebuilds the spans of the next `batchSize` subscriptions after `after` in (store, lineage_id) order; null when
+ * there are none. With `lock`, each lineage's advisory lock is taken first (run it in a transaction): a write
+ * to one of them waits, so the spans never miss its events.
+ */
+export async function rebuildSpansBatch(
+  sql: SqlRunner,
+  after: [string, string],
+  batchSize: number,
+  lock: boolean,
+): Promise<{ last: [string, string]; subscriptions: number; written: number } | null> {
+  {
     const keys = await sql(
       'select store, lineage_id from subscription where (store, lineage_id) > (?, ?) order by store, lineage_id limit ?',
       [after[0], after[1], batchSize],
     );
-    if (keys.length === 0) break;
+    if (keys.length === 0) return null;
+    if (lock) {
+      for (const k of keys) await sql('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`${String(k.store)}:${String(k.lineage_id)}`]);
+    }
     const last: [string, string] = [String(keys.at(-1)!.store), String(keys.at(-1)!.lineage_id)];
     const range = [after[0], after[1], last[0], last[1]];
     const rows = await sql(
@@ -113,12 +138,8 @@ export async function rebuildAllSubscriptionSpans(sql: SqlRunner, batchSize = 5_
       i = j;
     }
     await insertSpanRows(sql, values);
-    written += values.length;
-    done += keys.length;
-    onBatch?.(done);
-    after = last;
+    return { last, subscriptions: keys.length, written: values.length };
   }
-  return written;
 }
 
 // ---------------------------------------------------------------------------------------------------------

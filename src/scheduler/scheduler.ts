@@ -31,6 +31,8 @@ export function jobsFor(services: Services, intervalSeconds = 60): Job[] {
       run: () => services.revalidator.runDue(now(), { waitForBudgetMs: Math.max(0, intervalSeconds * 1000 - 2000) }),
     },
     { name: 'expire-orders', cron: '*/5 * * * *', run: () => services.orders.expireDue(now()) },
+    // Analytics spans of subscriptions recorded before the rollup existed; a no-op once done.
+    { name: 'backfill-analytics', cron: often, run: () => services.analytics.backfillSpans() },
     { name: 'prune-job-runs', cron: '41 * * * *', run: () => pruneJobRuns(services.orm, now()) },
   ];
   const google = services.googleNotifications;

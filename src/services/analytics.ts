@@ -99,6 +99,8 @@ export interface TrialConversionsResult {
 /** Most periods `retention` follows each cohort for. */
 export const MAX_RETENTION_PERIODS = 60;
 
+const SPAN_BACKFILL_CURSOR = 'analytics:span-backfill';
+
 const badInput = (message: string, problem: string) => new AppError('BAD_USER_INPUT', message, { problems: [problem] });
 
 /** The history answers for the past only: what lies after now is a projection (a period's end), not a fact. */
@@ -279,6 +281,36 @@ export class AnalyticsService {
       unpricedRefunds: refunds.reduce((n, r) => n + r.count - r.priced, 0),
       amounts: [...amounts.values()].sort((a, b) => (a.currency < b.currency ? -1 : 1)),
     };
+  }
+
+  /**
+   * Derives the spans of subscriptions recorded before the rollup existed, a batch per transaction, resuming from
+   * a cursor: the migration only creates the table, so an upgrade does not hold start-up for a full pass over the
+   * events. Subscriptions written since get their spans with the write; rebuilding one again is harmless.
+   * Returns what this run did; `finished` once every subscription has been passed.
+   */
+  async backfillSpans(maxBatches = 10, batchSize = 500): Promise<{ subscriptions: number; finished: boolean }> {
+    const conn = this.orm.em.getConnection();
+    const cursorRows = (await conn.execute(`select value from store_cursor where key = ?`, [SPAN_BACKFILL_CURSOR])) as Record<string, unknown>[];
+    const value = cursorRows[0]?.value as string | undefined;
+    if (value === 'done') return { subscriptions: 0, finished: true };
+    let after = (value ? JSON.parse(value) : ['', '']) as [string, string];
+    let subscriptions = 0;
+    for (let i = 0; i < maxBatches; i++) {
+      const next = await this.orm.em.fork().transactional(async (em) => {
+        const batch = await q.rebuildSpansBatch((sql, params) => em.execute(sql, [...params]), after, batchSize, true);
+        const cursor = batch === null ? 'done' : JSON.stringify(batch.last);
+        await em.execute(
+          `insert into store_cursor (key, value, updated_at) values (?, ?, now()) on conflict (key) do update set value = excluded.value, updated_at = now()`,
+          [SPAN_BACKFILL_CURSOR, cursor],
+        );
+        return batch;
+      });
+      if (next === null) return { subscriptions, finished: true };
+      subscriptions += next.subscriptions;
+      after = next.last;
+    }
+    return { subscriptions, finished: false };
   }
 
   async trialConversions(from: Date, to: Date, now: Date, filter?: AnalyticsFilter | null): Promise<TrialConversionsResult> {

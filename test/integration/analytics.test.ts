@@ -200,6 +200,22 @@ describe.each(DATABASE_KINDS)('analytics on %s', (kind) => {
     expect(data.trialConversions).toEqual({ started: 1, converted: 1, notConverted: 0, inTrial: 0, conversionRate: 1 });
   });
 
+  it('derives the spans of subscriptions recorded before the rollup existed, in batches, once', async () => {
+    const sql = app.app.orm.em.getConnection();
+    const spans = `select store, lineage_id, seq, state, starts_at, ends_at, churn from subscription_state_span order by store, lineage_id, seq`;
+    const before = await sql.execute(spans);
+    expect(before.length).toBeGreaterThan(0);
+    // As after an upgrade: the table exists, the spans do not.
+    await sql.execute(`delete from subscription_state_span`);
+    await sql.execute(`delete from store_cursor where key = 'analytics:span-backfill'`);
+    const first = await app.app.services.analytics.backfillSpans(1, 3); // one batch of 3 per run
+    expect(first).toEqual({ subscriptions: 3, finished: false });
+    let run = first;
+    while (!run.finished) run = await app.app.services.analytics.backfillSpans(1, 3);
+    expect(await sql.execute(spans)).toEqual(before);
+    expect(await app.app.services.analytics.backfillSpans()).toEqual({ subscriptions: 0, finished: true });
+  });
+
   it('exposes the BI views over events and subscriptions', async () => {
     const sql = app.app.orm.em.getConnection();
     const spans = await sql.execute(
