@@ -21,21 +21,30 @@ const str = (v: unknown): string | null => (v === null || v === undefined ? null
 // The rollup: subscription_state_span, rewritten from a subscription's events
 // ---------------------------------------------------------------------------------------------------------
 
+// A period's start event keeps the facts of the statement that began it; later statements about the same
+// transaction (Apple's renewal-date extension, a Google deferral, a price learned later) update its purchase row
+// without a new event, so period starts read the purchase's current end and price.
 const FACT_COLUMNS = `store, lineage_id, environment, type, occurred_at, product_id, store_transaction_id,
   data->>'expiresAt' as expires_at, data->>'gracePeriodExpiresAt' as grace_end,
   data->'price'->>'amountMicros' as price_micros, data->'price'->>'currency' as currency,
-  data->>'offerType' as offer_type, data->>'churn' as churn`;
+  data->>'offerType' as offer_type, data->>'churn' as churn,
+  case when type in ('INITIAL_PURCHASE', 'RENEWAL', 'REACTIVATION') then
+    (select row_to_json(p) from (select expires_at, price_micros, currency from purchase
+       where purchase.store = event.store and purchase.store_transaction_id = event.store_transaction_id) p)
+  end as current_facts`;
 
 function toFacts(r: Row): SubscriptionEventFacts {
+  const current = (typeof r.current_facts === 'string' ? JSON.parse(r.current_facts) : r.current_facts) as Row | null;
+  const knownPrice = numOrNull(r.price_micros) !== null;
   return {
     type: r.type as EventType,
     occurredAt: toDate(r.occurred_at)!,
     productId: str(r.product_id),
     transactionId: str(r.store_transaction_id),
-    expiresAt: toDate(r.expires_at),
+    expiresAt: toDate(current?.expires_at ?? null) ?? toDate(r.expires_at),
     gracePeriodExpiresAt: toDate(r.grace_end),
-    priceMicros: numOrNull(r.price_micros),
-    currency: str(r.currency),
+    priceMicros: knownPrice ? numOrNull(r.price_micros) : numOrNull(current?.price_micros ?? null),
+    currency: knownPrice ? str(r.currency) : str(current?.currency ?? null),
     offerType: str(r.offer_type),
     churn: str(r.churn),
   };

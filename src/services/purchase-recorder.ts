@@ -10,6 +10,7 @@ import type { Em, Orm } from '../persistence/orm.js';
 import { rebuildSubscriptionSpans } from '../persistence/analytics.js';
 import * as repo from '../persistence/repository.js';
 import { retryOnConflict } from '../persistence/retry.js';
+import { toDate } from '../persistence/snapshot-codec.js';
 import type { PurchaseRules, TransferPolicy } from '../config/config.js';
 import type { StoreTaskSpec } from '../stores/adapter.js';
 
@@ -253,13 +254,16 @@ export class PurchaseRecorder {
   private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date, options: RecordOptions): Promise<void> {
     const history = await repo.loadObservations(em, store, lineageId);
     const d = deriveSubscription(history, (s, id) => this.catalog.find(s, id), now);
+    const before = (await em.execute(`select expires_at from subscription where store = ? and lineage_id = ?`, [store, lineageId])) as { expires_at: unknown }[];
+    const periodMoved = before.length > 0 && toDate(before[0]!.expires_at)?.getTime() !== d.expiresAt?.getTime();
     const nextCheck = (options.fromNotification ? nextCheckAfterNotification : nextCheckAt)(d, now, this.recheck);
     await repo.upsertSubscription(em, customerId, d, { nextCheckAt: nextCheck, appReceipt: store === 'APP_STORE' ? options.appReceipt : null });
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);
     const added = await repo.appendEvents(em, { customerId, store: d.store, environment: d.environment, lineageId }, d.events);
     // The analytics rollup follows the events in the same transaction, under the lineage lock; spans are derived
-    // from the events alone, so a write that added none (most re-checks) leaves them as they are.
-    if (added > 0) await rebuildSubscriptionSpans((sql, params) => em.execute(sql, [...params]), store, lineageId);
+    // from the events (and their periods' current end), so a write that added none and moved no period end (most
+    // re-checks) leaves them as they are.
+    if (added > 0 || periodMoved) await rebuildSubscriptionSpans((sql, params) => em.execute(sql, [...params]), store, lineageId);
   }
 
   private async applyOneTime(em: Em, customerId: string, p: NormalizedPurchase, now: Date): Promise<void> {

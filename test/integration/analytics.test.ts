@@ -244,6 +244,18 @@ describe.each(DATABASE_KINDS)('analytics on %s', (kind) => {
     expect(res.errors?.[0].message).toContain(message);
   });
 
+  it('follows a period the store extended without a new transaction (renewal-date extension)', async () => {
+    // Sandbox, so the production figures above stay as they are: X1 bought Jan 25 to Feb 24, extended Feb 20 to Mar 10.
+    const x0 = t('2026-01-25T00:00:00');
+    const rec = (p: NormalizedPurchase) => app.app.services.recorder.record('x', [p], p.observedAt);
+    await rec(period('X', 'X1', x0, { environment: 'SANDBOX' }));
+    await rec(period('X', 'X1', x0, { environment: 'SANDBOX', expiresAt: t('2026-03-10T00:00:00'), observedAt: t('2026-02-20T00:00:00') }));
+    const q = `query($at: DateTime) { subscriptionStateCounts(at: $at, filter: { environment: SANDBOX }) { counts { state count } } }`;
+    // F (sandbox, expired Feb 2) and X, still entitled on Mar 1 thanks to the extension.
+    expect(counts((await ok(q, { at: '2026-03-01T00:00:00Z' })).subscriptionStateCounts.counts)).toEqual({ ACTIVE: 1, EXPIRED: 1 });
+    expect(counts((await ok(q, { at: '2026-03-11T00:00:00Z' })).subscriptionStateCounts.counts)).toEqual({ EXPIRED: 2 });
+  });
+
   it('is for the server only', async () => {
     const token = jwt.sign({ sub: 'a' }, TEST_JWT_SECRET, { expiresIn: 600 });
     const res = await app.gql(`{ subscriptionStateCounts { total } }`, {}, { authorization: `Bearer ${token}` });
