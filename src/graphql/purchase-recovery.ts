@@ -9,6 +9,7 @@ import type { Environment, Ownership, Store } from '../domain/types.js';
 import type { PurchaseProof } from '../stores/adapter.js';
 import type { GraphQLContext } from './context.js';
 import { toEntitlements } from './mappers.js';
+import { googleProofOf } from './proofs.js';
 import { AppleProofInput, Customer, Entitlement, EnvironmentEnum, GoogleProofInput, OwnershipEnum, ReceiptReasonEnum, StoreEnum } from './types.js';
 
 export const OrderStatusEnum = { CREATED: 'CREATED', PAID: 'PAID', FULFILLED: 'FULFILLED', EXPIRED: 'EXPIRED', CANCELED: 'CANCELED' } as const;
@@ -219,14 +220,7 @@ function restoreProofs(input: RestorePurchasesInput): PurchaseProof[] {
     return [{ store: 'APP_STORE', signedTransaction: a.signedTransaction ?? null, appReceipt: a.appReceipt ?? null, transactionId: null }];
   }
   if (!input.google?.length) throw new AppError('BAD_USER_INPUT', 'restoring Google Play purchases needs the purchases the app holds (google)');
-  return input.google.map((g) => ({
-    store: 'PLAY_STORE',
-    packageName: g.packageName ?? null,
-    productId: g.productId,
-    purchaseToken: g.purchaseToken,
-    originalJson: g.originalJson ?? null,
-    signature: g.signature ?? null,
-  }));
+  return input.google.map(googleProofOf);
 }
 
 @Resolver(() => Customer)

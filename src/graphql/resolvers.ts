@@ -5,6 +5,7 @@ import { AppError } from '../domain/errors.js';
 import type { PurchaseProof } from '../stores/adapter.js';
 import type { GraphQLContext } from './context.js';
 import { toEntitlements, toSubscription } from './mappers.js';
+import { googleProofOf } from './proofs.js';
 import { RECOVERY_RESOLVERS } from './purchase-recovery.js';
 import { WEBHOOK_RESOLVERS } from './webhooks.js';
 import { SCHEDULER_RESOLVERS } from './scheduler.js';
@@ -124,17 +125,7 @@ function toProof(input: SubmitReceiptInput): PurchaseProof {
   const g = input.google;
   if (!g) throw new AppError('BAD_USER_INPUT', 'a PLAY_STORE proof needs google.productId and google.purchaseToken');
   if (input.apple) throw new AppError('BAD_USER_INPUT', 'a PLAY_STORE proof takes no apple input');
-  if ((g.originalJson == null) !== (g.signature == null)) {
-    throw new AppError('BAD_USER_INPUT', 'google.originalJson and google.signature go together');
-  }
-  return {
-    store: 'PLAY_STORE',
-    packageName: g.packageName ?? null,
-    productId: g.productId,
-    purchaseToken: g.purchaseToken,
-    originalJson: g.originalJson ?? null,
-    signature: g.signature ?? null,
-  };
+  return googleProofOf(g);
 }
 
 export const RESOLVERS = [CustomerResolver, CatalogResolver, PurchaseResolver, ...RECOVERY_RESOLVERS, ...WEBHOOK_RESOLVERS, ...SCHEDULER_RESOLVERS, ...ANALYTICS_RESOLVERS] as const;
