@@ -74,6 +74,8 @@ export interface PurchaseRules {
   orderTtlMs: number;
   /** A purchase without an order token fulfils the customer's open order for the product created this long before. */
   orderMatchWindowMs: number;
+  /** How long a verified proof is kept after its last submission (0: forever); refused ones are kept for support. */
+  verifiedProofRetentionMs: number;
 }
 
 export interface WebhookConfig {
@@ -200,6 +202,7 @@ export const CONFIG_KEYS = [
   'RECEIPT_TRANSFER_POLICY',
   'RECEIPT_TRANSFER_POLICY_SANDBOX',
   'ORDER_TTL_MINUTES',
+  'VERIFIED_PROOF_RETENTION_DAYS',
   'ORDER_MATCH_WINDOW_MINUTES',
 ] as const;
 type Key = (typeof CONFIG_KEYS)[number];
@@ -410,6 +413,7 @@ function parsePurchaseRules(src: Source): PurchaseRules {
     transferPolicy,
     sandboxTransferPolicy: oneOf(src, 'RECEIPT_TRANSFER_POLICY_SANDBOX', TRANSFER_POLICIES, transferPolicy),
     orderTtlMs: int(src, 'ORDER_TTL_MINUTES', 24 * 60, 1, 365 * 24 * 60) * 60_000,
+    verifiedProofRetentionMs: int(src, 'VERIFIED_PROOF_RETENTION_DAYS', 90, 0, 3650) * 86_400_000,
     orderMatchWindowMs: int(src, 'ORDER_MATCH_WINDOW_MINUTES', 60, 1, 7 * 24 * 60) * 60_000,
   };
 }

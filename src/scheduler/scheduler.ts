@@ -34,6 +34,7 @@ export function jobsFor(services: Services, intervalSeconds = 60): Job[] {
     // Analytics spans of subscriptions recorded before the rollup existed; a no-op once done.
     { name: 'backfill-analytics', cron: often, run: () => services.analytics.backfillSpans() },
     { name: 'prune-job-runs', cron: '41 * * * *', run: () => pruneJobRuns(services.orm, now()) },
+    { name: 'prune-verified-proofs', cron: '23 * * * *', run: () => services.pendingProofs.pruneVerified(now(), services.verifiedProofRetentionMs) },
   ];
   const google = services.googleNotifications;
   if (google) {

@@ -51,6 +51,8 @@ export interface Services {
   revalidator: SubscriptionRevalidator;
   budgets: StoreBudgets;
   schedulerStatus: SchedulerStatus;
+  /** How long verified proofs are kept (the prune job). */
+  verifiedProofRetentionMs: number;
   /** Subscription analytics over the event history (server API key only). */
   analytics: AnalyticsService;
 }
@@ -117,6 +119,7 @@ export function createServices(o: ServiceOptions): Services {
     webhooks,
     revalidator,
     budgets,
+    verifiedProofRetentionMs: o.config.purchases.verifiedProofRetentionMs ?? 0,
     schedulerStatus: new SchedulerStatus(orm, revalidator, budgets, Object.keys(adapters) as Store[], revalidation.requestsPerMinute),
     analytics: new AnalyticsService(orm, catalog),
   };

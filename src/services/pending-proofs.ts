@@ -168,6 +168,19 @@ export class PendingProofs {
     ]);
   }
 
+  /**
+   * Deletes verified proofs not submitted again for `retentionMs` (their purchases are recorded; apps resubmit the
+   * same proof on every launch, and legacy receipts are large). Pending and refused proofs stay.
+   */
+  async pruneVerified(now: Date, retentionMs: number, limit = 10_000): Promise<{ deleted: number }> {
+    if (retentionMs <= 0) return { deleted: 0 };
+    const rows = (await this.conn().execute(
+      `delete from pending_proof where id in (select id from pending_proof where status = 'VERIFIED' and updated_at < ? limit ?) returning id`,
+      [new Date(now.getTime() - retentionMs), limit],
+    )) as Row[];
+    return { deleted: rows.length };
+  }
+
   /** Who submitted a Google purchase token that is still pending, if anyone. */
   async ownerOfToken(token: string): Promise<string | null> {
     const rows = (await this.conn().execute(`select app_user_id from pending_proof where store = 'PLAY_STORE' and proof_key = ? order by created_at limit 1`, [

@@ -7,6 +7,8 @@ import { DATABASE_KINDS } from '../support/databases.js';
 import { PACKAGE, startGoogleApp, submitGoogle, type GoogleTestApp } from '../support/google.js';
 import type { TestApp } from '../support/test-app.js';
 
+const DAY = 86_400_000;
+
 const CREATE = `mutation($input: CreateOrderInput!) { createOrder(input: $input) { id appUserId store productId token status expiresAt storeTransactionId } }`;
 const ORDER = `query($id: ID!) { order(orderId: $id) { status storeTransactionId } }`;
 
@@ -119,6 +121,24 @@ describe.each(DATABASE_KINDS)('orders on %s (App Store)', (kind) => {
     expect(c.pendingPurchases[0]!.nextAttemptAt).not.toBeNull();
     expect(c.rejectedProofs).toMatchObject([{ store: 'APP_STORE', reason: 'INVALID_RECEIPT' }]);
     expect(c.rejectedProofs[0]!.message).toContain('21003');
+  });
+
+  it('prunes verified proofs not submitted for the retention time; refused ones stay, and a resubmission still answers', async () => {
+    const u = user('prune');
+    const tx = t.fake.buy({ productId: NO_ADS, type: 'Non-Consumable' });
+    const signed = t.fake.signedTransaction(tx.transactionId);
+    expect((await submitApple(t, u, { signedTransaction: signed })).status).toBe('VERIFIED');
+    await submitApple(t, u, { signedTransaction: 'not.a.jws' });
+    const sql = t.app.orm.em.getConnection();
+    const kept = async () =>
+      ((await sql.execute(`select status from pending_proof where app_user_id = ? order by status`, [u])) as { status: string }[]).map((r) => r.status);
+    expect(await kept()).toEqual(['REJECTED', 'VERIFIED']);
+    const proofs = t.app.services.pendingProofs;
+    expect(await proofs.pruneVerified(new Date(Date.now() + 89 * DAY), 90 * DAY)).toEqual({ deleted: 0 });
+    const pruned = await proofs.pruneVerified(new Date(Date.now() + 91 * DAY), 90 * DAY);
+    expect(pruned.deleted).toBeGreaterThanOrEqual(1);
+    expect(await kept()).toEqual(['REJECTED']);
+    expect((await submitApple(t, u, { signedTransaction: signed })).status).toBe('ALREADY_VERIFIED');
   });
 
   it('keeps a proof before asking the store: another instance takes it over once the lease ends', async () => {

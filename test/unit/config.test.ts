@@ -69,6 +69,7 @@ describe('config', () => {
     [{ RETRY_BASE_DELAY_MS: '5' }, 'RETRY_BASE_DELAY_MS', 'out of range'],
     [{ RETRY_BASE_DELAY_MS: '60000', RETRY_MAX_DELAY_MS: '1000' }, 'RETRY_MAX_DELAY_MS', 'at least RETRY_BASE_DELAY_MS'],
     [{ JOB_LEASE_SECONDS: '0' }, 'JOB_LEASE_SECONDS', 'out of range'],
+    [{ VERIFIED_PROOF_RETENTION_DAYS: '-1' }, 'VERIFIED_PROOF_RETENTION_DAYS', 'out of range'],
   ])('rejects %j naming %s', (input, key, problem) => {
     let error: unknown;
     try {
