@@ -351,15 +351,17 @@ export async function loadObservations(em: Em, store: Store, lineageId: string, 
 export interface SubscriptionOwner {
   id: string;
   customerId: string | null;
+  /** The stored period end, before this write. */
+  expiresAt: Date | null;
 }
 
 export async function lockSubscription(em: Em, store: Store, lineageId: string): Promise<SubscriptionOwner | null> {
   const row = (await em.execute<Row>(
-    'select id, customer_id from subscription where store = ? and lineage_id = ? for update',
+    'select id, customer_id, expires_at from subscription where store = ? and lineage_id = ? for update',
     [store, lineageId],
     'get',
   )) as Row | undefined;
-  return row ? { id: row.id as string, customerId: (row.customer_id as string | null) ?? null } : null;
+  return row ? { id: row.id as string, customerId: (row.customer_id as string | null) ?? null, expiresAt: toDate(row.expires_at) } : null;
 }
 
 /** Stores the engine's latest derivation of a subscription (its state columns are a cache of it). */

@@ -20,8 +20,6 @@ import { PurchaseRecorder } from './purchase-recorder.js';
 import { StoreTaskRunner } from './store-tasks.js';
 import { SubmitReceiptService } from './submit-receipt.js';
 import { WebhookService, type WebhookMetrics } from './webhooks.js';
-import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
-import { DEFAULT_RECHECK_POLICY, type RecheckPolicy } from '../domain/recheck.js';
 import { SubscriptionRevalidator, type RevalidationMetrics } from './revalidation.js';
 import { StoreBudgets } from './store-budget.js';
 import { SchedulerStatus } from './scheduler-status.js';
@@ -60,8 +58,7 @@ export interface Services {
 export interface ServiceOptions {
   orm: Orm;
   catalog: Catalog;
-  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks'> &
-    Partial<Pick<AppConfig, 'revalidation'>> & { jobs?: JobTiming; recheck?: RecheckPolicy };
+  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks' | 'jobs' | 'recheck' | 'revalidation'>;
   clock: Clock;
   log: Logger;
   customerLookup?: CustomerLookup;
@@ -87,7 +84,7 @@ export function createServices(o: ServiceOptions): Services {
   if (apple) adapters.APP_STORE = apple;
   const pendingProofs = new PendingProofs(orm, o.config.jobs);
   const storeTasks = new StoreTaskRunner(orm, google, clock, log, o.config.jobs);
-  const revalidation = o.config.revalidation ?? { batchSize: 200, concurrency: 4, requestsPerMinute: { APP_STORE: 300, PLAY_STORE: 100 } };
+  const revalidation = o.config.revalidation;
   const budgets = new StoreBudgets(orm, revalidation.requestsPerMinute);
   const revalidator = new SubscriptionRevalidator(
     orm,
@@ -95,8 +92,8 @@ export function createServices(o: ServiceOptions): Services {
     recorder,
     storeTasks,
     budgets,
-    o.config.jobs ?? DEFAULT_JOB_TIMING,
-    o.config.recheck ?? DEFAULT_RECHECK_POLICY,
+    o.config.jobs,
+    o.config.recheck,
     revalidation,
     log.child({ component: 'revalidation' }),
     o.recheckMetrics,
@@ -119,7 +116,7 @@ export function createServices(o: ServiceOptions): Services {
     webhooks,
     revalidator,
     budgets,
-    verifiedProofRetentionMs: o.config.purchases.verifiedProofRetentionMs ?? 0,
+    verifiedProofRetentionMs: o.config.purchases.verifiedProofRetentionMs,
     schedulerStatus: new SchedulerStatus(orm, revalidator, budgets, Object.keys(adapters) as Store[], revalidation.requestsPerMinute),
     analytics: new AnalyticsService(orm, catalog),
   };

@@ -10,7 +10,6 @@ import type { Em, Orm } from '../persistence/orm.js';
 import { rebuildSubscriptionSpans } from '../persistence/analytics.js';
 import * as repo from '../persistence/repository.js';
 import { retryOnConflict } from '../persistence/retry.js';
-import { toDate } from '../persistence/snapshot-codec.js';
 import type { PurchaseRules, TransferPolicy } from '../config/config.js';
 import type { StoreTaskSpec } from '../stores/adapter.js';
 
@@ -162,7 +161,9 @@ export class PurchaseRecorder {
     for (const p of purchases) lineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
     for (const { store, lineageId } of lineages.values()) await repo.lockLineage(em, store, lineageId);
 
-    const subscriptionLineages = new Map<string, { store: Store; lineageId: string }>();
+    const subscriptionLineages = new Map<string, { store: Store; lineageId: string; storedExpiresAt: Date | null | undefined }>();
+    /** Each subscription's stored period end as this write found it (undefined: not stored yet). */
+    const storedExpiry = new Map<string, Date | null>();
     const oneTimeTransactions: NormalizedPurchase[] = [];
     const previousOwners = new Map<string, string>();
     for (const original of purchases) {
@@ -170,6 +171,7 @@ export class PurchaseRecorder {
       const product = this.catalog.find(p.store, p.productId);
       // A renewal's new transaction id still belongs to whoever owns the subscription.
       const sub = await repo.lockSubscription(em, p.store, p.lineageId);
+      if (sub && !storedExpiry.has(`${p.store}:${p.lineageId}`)) storedExpiry.set(`${p.store}:${p.lineageId}`, sub.expiresAt);
       let stored = sub?.customerId ? null : await repo.insertOrLockPurchase(em, p, product?.kind ?? null, customerId);
       const owner = sub?.customerId ?? stored!.customerId;
       if (owner !== null && owner !== customerId) {
@@ -209,12 +211,15 @@ export class PurchaseRecorder {
       }
       // Claiming a purchase nobody owned yet (first seen through a notification) is new for this customer.
       (isNew ? outcome.newTransactionIds : outcome.knownTransactionIds).push(p.transactionId);
-      if (product.kind === 'AUTO_RENEWABLE') subscriptionLineages.set(`${p.store}:${p.lineageId}`, { store: p.store, lineageId: p.lineageId });
+      if (product.kind === 'AUTO_RENEWABLE') {
+        const key = `${p.store}:${p.lineageId}`;
+        subscriptionLineages.set(key, { store: p.store, lineageId: p.lineageId, storedExpiresAt: storedExpiry.has(key) ? storedExpiry.get(key) : undefined });
+      }
       else oneTimeTransactions.push(p);
     }
 
-    for (const { store, lineageId } of subscriptionLineages.values()) {
-      await this.applySubscription(em, customerId, store, lineageId, now, options);
+    for (const { store, lineageId, storedExpiresAt } of subscriptionLineages.values()) {
+      await this.applySubscription(em, customerId, store, lineageId, storedExpiresAt, now, options);
     }
     // Acknowledge/consume only what this customer now holds; queued in the same transaction as the grant, so a
     // crash after commit still leaves the call to be made.
@@ -251,11 +256,18 @@ export class PurchaseRecorder {
     return !(await repo.hasActiveGrantFrom(em, owner, p.store, p.lineageId, now));
   }
 
-  private async applySubscription(em: Em, customerId: string, store: Store, lineageId: string, now: Date, options: RecordOptions): Promise<void> {
+  private async applySubscription(
+    em: Em,
+    customerId: string,
+    store: Store,
+    lineageId: string,
+    storedExpiresAt: Date | null | undefined,
+    now: Date,
+    options: RecordOptions,
+  ): Promise<void> {
     const history = await repo.loadObservations(em, store, lineageId);
     const d = deriveSubscription(history, (s, id) => this.catalog.find(s, id), now);
-    const before = (await em.execute(`select expires_at from subscription where store = ? and lineage_id = ?`, [store, lineageId])) as { expires_at: unknown }[];
-    const periodMoved = before.length > 0 && toDate(before[0]!.expires_at)?.getTime() !== d.expiresAt?.getTime();
+    const periodMoved = storedExpiresAt !== undefined && storedExpiresAt?.getTime() !== d.expiresAt?.getTime();
     const nextCheck = (options.fromNotification ? nextCheckAfterNotification : nextCheckAt)(d, now, this.recheck);
     await repo.upsertSubscription(em, customerId, d, { nextCheckAt: nextCheck, appReceipt: store === 'APP_STORE' ? options.appReceipt : null });
     await repo.syncGrants(em, customerId, `sub:${store}:${lineageId}`, d.store, d.environment, d.grants);

@@ -8,6 +8,7 @@ import type { DerivedEvent, Store } from '../domain/types.js';
 import type { Orm } from '../persistence/orm.js';
 import * as repo from '../persistence/repository.js';
 import { toDate } from '../persistence/snapshot-codec.js';
+import { eventViewOf, type EventView } from './event-view.js';
 import { ENTITLEMENTS_CHANGED_CHANNEL } from './purchase-recorder.js';
 import type { AppStoreAdapter } from '../stores/apple/adapter.js';
 
@@ -35,18 +36,7 @@ export interface PurchaseLookup {
   unrecordedTransactionIds: string[];
 }
 
-export interface EventView {
-  id: string;
-  type: string;
-  occurredAt: Date;
-  recordedAt: Date;
-  store: string | null;
-  environment: string | null;
-  productId: string | null;
-  transactionId: string | null;
-  originalTransactionId: string | null;
-  data: Record<string, unknown>;
-}
+export type { EventView } from './event-view.js';
 
 export interface PromotionalView {
   id: string;
@@ -176,18 +166,7 @@ export class SupportService {
        where c.app_user_id = ? ${beforeId !== null ? 'and e.id < ?' : ''} order by e.id desc limit ?`,
       beforeId !== null ? [appUserId, beforeId, limit] : [appUserId, limit],
     )) as Row[];
-    return rows.map((r) => ({
-      id: `evt_${r.id as string | number}`,
-      type: r.type as string,
-      occurredAt: toDate(r.occurred_at)!,
-      recordedAt: toDate(r.recorded_at)!,
-      store: (r.store as string | null) ?? null,
-      environment: (r.environment as string | null) ?? null,
-      productId: (r.product_id as string | null) ?? null,
-      transactionId: (r.store_transaction_id as string | null) ?? null,
-      originalTransactionId: (r.lineage_id as string | null) ?? null,
-      data: (typeof r.data === 'string' ? JSON.parse(r.data) : r.data) as Record<string, unknown>,
-    }));
+    return rows.map(eventViewOf);
   }
 
   private async inCustomerTransaction(appUserId: string, work: (em: Parameters<typeof repo.lockCustomer>[0], customerId: string) => Promise<DerivedEvent[]>): Promise<void> {

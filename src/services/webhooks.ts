@@ -16,6 +16,7 @@ import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
 import { WEBHOOK_DELIVERY_STATUSES } from '../persistence/entities.js';
 import type { Orm } from '../persistence/orm.js';
 import { toDate } from '../persistence/snapshot-codec.js';
+import { eventViewOf, publicEventId } from './event-view.js';
 
 type Row = Record<string, unknown>;
 
@@ -49,8 +50,6 @@ export function signWebhook(secret: string, timestampSeconds: number, body: stri
 /** A URL as logs and the delivery log show it: a password in it is replaced. */
 const shownUrl = (url: string): string => url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
 
-/** The stable public id of an event: the same on every delivery attempt and in the delivery log. */
-export const publicEventId = (eventId: string | number | bigint): string => `evt_${eventId}`;
 
 export interface WebhookMetrics {
   webhookDelivery(outcome: WebhookOutcome): void;
@@ -223,19 +222,19 @@ export class WebhookService {
       [lease, now, now, limit],
     )) as Row[];
     return rows.map((r) => {
-      const eventId = String(r.event_id);
+      const event = eventViewOf({ ...r, id: r.event_id });
       const payload = {
-        id: publicEventId(eventId),
-        type: r.type as string,
-        occurredAt: toDate(r.occurred_at)!.toISOString(),
-        recordedAt: toDate(r.recorded_at)!.toISOString(),
+        id: event.id,
+        type: event.type,
+        occurredAt: event.occurredAt.toISOString(),
+        recordedAt: event.recordedAt.toISOString(),
         appUserId: (r.app_user_id as string | null) ?? null,
-        store: (r.store as string | null) ?? null,
-        environment: (r.environment as string | null) ?? null,
-        productId: (r.product_id as string | null) ?? null,
-        transactionId: (r.store_transaction_id as string | null) ?? null,
-        originalTransactionId: (r.lineage_id as string | null) ?? null,
-        data: typeof r.data === 'string' ? (JSON.parse(r.data) as unknown) : (r.data ?? {}),
+        store: event.store,
+        environment: event.environment,
+        productId: event.productId,
+        transactionId: event.transactionId,
+        originalTransactionId: event.originalTransactionId,
+        data: event.data,
       };
       return {
         id: String(r.id),
