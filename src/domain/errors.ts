@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   'IDEMPOTENCY_KEY_REUSED',
   'QUERY_TOO_COMPLEX',
   'INTERNAL_SERVER_ERROR',
+  /** The customer already has as many proofs waiting for their store as one customer may: nothing was kept. */
+  'TOO_MANY_PENDING_PROOFS',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -1,7 +1,7 @@
 // Proofs the store could not judge yet are kept here with their customer and retried with backoff until the
 // store gives a definitive answer: nothing a customer submitted is dropped because a store was down.
 import { createHash, randomUUID } from 'node:crypto';
-import type { ReceiptReason } from '../domain/errors.js';
+import { AppError, type ReceiptReason } from '../domain/errors.js';
 import type { Orm } from '../persistence/orm.js';
 import { toDate } from '../persistence/snapshot-codec.js';
 import type { PurchaseProof } from '../stores/adapter.js';
@@ -26,9 +26,19 @@ export function proofKeyOf(proof: PurchaseProof): string {
   return `sha256:${createHash('sha256').update(material).digest('hex')}`;
 }
 
-
 /** Receipts larger than this are kept without their bytes when refused (a garbage flood must not fill the disk). */
 const MAX_KEPT_RECEIPT_CHARS = 100_000;
+
+/**
+ * Automatic verifications of one kept proof before the retry job gives up on it (with the default backoff, 1 minute
+ * doubling to 6 hours, about three days). It is kept, refused with its last reason, and verified again whenever it
+ * is submitted again: apps resubmit unfinished transactions at every launch.
+ */
+export const MAX_AUTOMATIC_ATTEMPTS = 20;
+/** Proofs one customer may have waiting for their store at once: beyond it a new one is refused, not kept. */
+export const MAX_PENDING_PROOFS_PER_CUSTOMER = 20;
+/** Bytes of proof text one customer may have waiting for their store (a legacy receipt can be 4 MB). */
+export const MAX_PENDING_PROOF_BYTES_PER_CUSTOMER = 8 * 1024 * 1024;
 
 export interface KeptProofView {
   id: string;
@@ -54,7 +64,6 @@ export class PendingProofs {
     return this.orm.em.getConnection();
   }
 
-  /** Keeps (or refreshes) a proof for retry. The first customer to submit a proof keeps it. */
   /**
    * Keeps (or refreshes) a proof for retry; the first customer to submit a proof keeps it. `attempts` is how
    * many verifications were tried so far: a retry passes its count so the backoff grows, a fresh submission
@@ -76,15 +85,60 @@ export class PendingProofs {
    * Keeps a proof before its store is asked, so a crash during the store call cannot lose it: the retry job
    * picks it up once the lease ends, unless the request finishes first (and records the store's answer). A proof
    * already verified stays as it is (its purchase is recorded; a replay by someone else must not touch it); a
-   * refused one is tried again.
+   * refused one is tried again, with the bytes just submitted (a large refused receipt was kept without them) and a
+   * fresh round of automatic attempts.
    */
   async markVerifying(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<void> {
     await this.conn().execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
        values (?, ?, ?, ?, ?, ?, 'PENDING', 'VERIFYING', 0, ?, null, now(), now())
-       on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = null, next_attempt_at = excluded.next_attempt_at, updated_at = now()
+       on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = null, next_attempt_at = excluded.next_attempt_at,
+         proof = excluded.proof, attempts = 0, updated_at = now()
          where pending_proof.status = 'REJECTED'`,
       [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(proof), orderId, leaseEnd(now, this.timing)],
+    );
+  }
+
+  /**
+   * Throws TOO_MANY_PENDING_PROOFS when keeping this proof would take the customer past the proofs or bytes one
+   * customer may have waiting for their store. A proof already kept pending or verified passes: its resubmission
+   * writes no new bytes. A refused one counts as new, since retrying it keeps its bytes again.
+   */
+  async assertRoomFor(appUserId: string, proof: PurchaseProof): Promise<void> {
+    const [row] = (await this.conn().execute(
+      `select exists(select 1 from pending_proof where store = ? and proof_key = ? and status <> 'REJECTED') as kept,
+         count(*) as pending, coalesce(sum(octet_length(proof::text)), 0) as bytes
+       from pending_proof where app_user_id = ? and status = 'PENDING'`,
+      [proof.store, proofKeyOf(proof), appUserId],
+    )) as Row[];
+    if (row?.kept === true) return;
+    const pending = Number(row?.pending ?? 0);
+    const bytes = Number(row?.bytes ?? 0);
+    const size = Buffer.byteLength(JSON.stringify(proof));
+    if (pending >= MAX_PENDING_PROOFS_PER_CUSTOMER) {
+      throw new AppError(
+        'TOO_MANY_PENDING_PROOFS',
+        `${MAX_PENDING_PROOFS_PER_CUSTOMER} purchase proofs of this customer are waiting for their store, the most one customer may have: this one was not kept; submit it again once they are verified`,
+        { limit: MAX_PENDING_PROOFS_PER_CUSTOMER, pending },
+      );
+    }
+    if (bytes + size > MAX_PENDING_PROOF_BYTES_PER_CUSTOMER) {
+      throw new AppError(
+        'TOO_MANY_PENDING_PROOFS',
+        `this proof (${size} bytes) would take this customer's proofs waiting for their store past ${MAX_PENDING_PROOF_BYTES_PER_CUSTOMER / 1024 / 1024} MiB, the most one customer may have (${bytes} bytes now): it was not kept; submit it again once they are verified`,
+        { limitBytes: MAX_PENDING_PROOF_BYTES_PER_CUSTOMER, pendingBytes: bytes, proofBytes: size },
+      );
+    }
+  }
+
+  /**
+   * Stops retrying a kept proof the store could not judge in `attempts` tries: refused with its last reason, bytes
+   * and all, so support sees it and a resubmission verifies it again (markVerifying reopens it).
+   */
+  async giveUp(proof: PurchaseProof, reason: string, message: string, attempts: number): Promise<void> {
+    await this.conn().execute(
+      `update pending_proof set status = 'REJECTED', reason = ?, last_error = ?, updated_at = now() where store = ? and proof_key = ? and status = 'PENDING'`,
+      [reason, `gave up after ${attempts} automatic attempts, the last: ${message}. The proof is kept; submitting it again (apps resubmit unfinished transactions at every launch) verifies it again`, proof.store, proofKeyOf(proof)],
     );
   }
 

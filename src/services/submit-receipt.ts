@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { AppError, type ReceiptReason, type ReceiptStatus } from '../domain/errors.js';
 import type { PurchaseProof, StoreAdapters } from '../stores/adapter.js';
-import type { PendingProofs } from './pending-proofs.js';
+import { MAX_AUTOMATIC_ATTEMPTS, type PendingProofs, type PendingProofRow } from './pending-proofs.js';
 import type { PurchaseRecorder, RecordOutcome } from './purchase-recorder.js';
 import type { StoreTaskRunner } from './store-tasks.js';
 
@@ -44,22 +44,42 @@ export class SubmitReceiptService {
   ) {}
 
   async submit(cmd: SubmitReceiptCommand): Promise<SubmitReceiptResult> {
-    if (!this.adapters[cmd.proof.store]) {
+    const adapter = this.adapters[cmd.proof.store];
+    if (!adapter) {
       throw new AppError('STORE_NOT_CONFIGURED', `${cmd.proof.store} is not configured on this server`, { store: cmd.proof.store });
     }
+    const malformed = await this.refuseMalformed(cmd.appUserId, cmd.proof, cmd.orderId, cmd.now);
+    if (malformed) return { status: 'REJECTED', ...malformed, transactionIds: [] };
+    await this.pending.assertRoomFor(cmd.appUserId, cmd.proof);
     return this.verifyAndRecord(cmd);
+  }
+
+  /** A proof its adapter can tell is garbage from its shape: recorded as refused (for support), the store never asked. */
+  private async refuseMalformed(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<{ reason: ReceiptReason; message: string } | null> {
+    const problem = this.adapters[proof.store]?.shapeProblem?.(proof) ?? null;
+    if (!problem) return null;
+    await this.pending.reject(appUserId, proof, orderId, problem.reason, problem.message, now);
+    this.log.info({ store: proof.store, reason: problem.reason, appUserId }, `purchase proof rejected: ${problem.message}`);
+    return problem;
   }
 
   /**
    * Restore purchases: re-verifies everything the proofs cover and attaches what the store confirms to this
    * customer (a purchase another customer holds moves only under the transfer policy; consumables never move).
-   * Each proof is verified and recorded on its own, so one store being down does not hold the others back.
+   * Each proof is verified and recorded on its own, so one store being down does not hold the others back; a
+   * proof past the customer's pending cap throws TOO_MANY_PENDING_PROOFS, after the ones before it were recorded.
    */
   async restore(appUserId: string, proofs: readonly PurchaseProof[], now: Date): Promise<RestoreResult> {
     const result: RestoreResult = { restoredTransactionIds: [], transferredTransactionIds: [], inUseTransactionIds: [], pending: [], rejected: [] };
     for (const proof of proofs) {
       const adapter = this.adapters[proof.store];
       if (!adapter) throw new AppError('STORE_NOT_CONFIGURED', `${proof.store} is not configured on this server`, { store: proof.store });
+      const malformed = await this.refuseMalformed(appUserId, proof, null, now);
+      if (malformed) {
+        result.rejected.push(malformed);
+        continue;
+      }
+      await this.pending.assertRoomFor(appUserId, proof);
       await this.pending.markVerifying(appUserId, proof, null, now);
       const verification = await (adapter.restore ?? adapter.verify).call(adapter, proof);
       if (verification.status === 'PENDING') {
@@ -84,13 +104,15 @@ export class SubmitReceiptService {
     return result;
   }
 
-  /** Retries kept proofs that are due. Returns how many got a definitive answer. */
+  /**
+   * Retries kept proofs that are due. Returns how many got a definitive answer; `rejected` includes the ones given
+   * up on after MAX_AUTOMATIC_ATTEMPTS (kept, and verified again when submitted again).
+   */
   async retryPending(now: Date, limit = 50): Promise<{ verified: number; rejected: number; stillPending: number }> {
     const counts = { verified: 0, rejected: 0, stillPending: 0 };
     for (const row of await this.pending.claimDue(now, limit)) {
       if (!this.adapters[row.proof.store]) {
-        await this.pending.scheduleRetry(row.id, row.attempts, 'STORE_UNAVAILABLE', `${row.proof.store} is not configured`, now);
-        counts.stillPending++;
+        counts[await this.retryLater(row, 'STORE_UNAVAILABLE', `${row.proof.store} is not configured`, now)]++;
         continue;
       }
       try {
@@ -100,11 +122,21 @@ export class SubmitReceiptService {
         else counts.verified++;
       } catch (err) {
         this.log.error({ err, pendingProof: row.id }, 'retrying a kept proof failed; it stays kept');
-        await this.pending.scheduleRetry(row.id, row.attempts, row.reason, (err as Error).message, now);
-        counts.stillPending++;
+        counts[await this.retryLater(row, row.reason, (err as Error).message, now)]++;
       }
     }
     return counts;
+  }
+
+  /** The next automatic attempt for a claimed proof, unless it has had its last one. */
+  private async retryLater(row: PendingProofRow, reason: string, message: string, now: Date): Promise<'rejected' | 'stillPending'> {
+    if (row.attempts >= MAX_AUTOMATIC_ATTEMPTS) {
+      await this.pending.giveUp(row.proof, reason, message, row.attempts);
+      this.log.warn({ store: row.proof.store, pendingProof: row.id, attempts: row.attempts, reason }, 'gave up retrying a kept proof; it is kept and verified again when submitted again');
+      return 'rejected';
+    }
+    await this.pending.scheduleRetry(row.id, row.attempts, reason, message, now);
+    return 'stillPending';
   }
 
   private async verifyAndRecord(cmd: SubmitReceiptCommand, attempts?: number): Promise<SubmitReceiptResult> {
@@ -113,6 +145,12 @@ export class SubmitReceiptService {
     // has it. (A retry already holds its row under a lease.)
     if (attempts === undefined) await this.pending.markVerifying(cmd.appUserId, cmd.proof, cmd.orderId, cmd.now);
     const verification = await adapter.verify(cmd.proof);
+    const lastAttempt = attempts !== undefined && attempts >= MAX_AUTOMATIC_ATTEMPTS;
+    if (verification.status === 'PENDING' && lastAttempt) {
+      await this.pending.giveUp(cmd.proof, verification.reason, verification.message, attempts);
+      this.log.warn({ store: cmd.proof.store, reason: verification.reason, attempts, appUserId: cmd.appUserId }, 'gave up retrying a kept proof; it is kept and verified again when submitted again');
+      return { status: 'REJECTED', reason: verification.reason, message: verification.message, transactionIds: [] };
+    }
     if (verification.status === 'PENDING') {
       await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, verification.reason, verification.message, cmd.now, attempts ?? 1);
       this.log.info({ store: cmd.proof.store, reason: verification.reason, attempts }, 'purchase proof kept for a later verification');
@@ -133,8 +171,9 @@ export class SubmitReceiptService {
     const result = { ...answerFor(recorded), transactionIds };
     if (result.status === 'REJECTED') {
       await this.pending.reject(cmd.appUserId, cmd.proof, cmd.orderId, result.reason, result.message, cmd.now);
-    } else if (verification.recheckLater) {
-      // Granted on what the store verified; kept so the retry job asks the store for the current state again.
+    } else if (verification.recheckLater && !lastAttempt) {
+      // Granted on what the store verified; kept so the retry job asks the store for the current state again
+      // (after the last attempt the scheduled re-checks of stored subscriptions take over).
       const { reason, message } = verification.recheckLater;
       await this.pending.keep(cmd.appUserId, cmd.proof, cmd.orderId, reason, message, cmd.now, attempts ?? 1);
     } else {

@@ -72,6 +72,11 @@ export interface StoreAdapter {
   readonly recheckNeedsReceipt?: boolean;
   /** Everything the proof gives access to (restore): for Apple the account's whole transaction history. */
   restore?(proof: PurchaseProof): Promise<VerificationResult>;
+  /**
+   * Why the proof cannot be valid, judged from its shape alone (no I/O), or null: such a proof is refused before
+   * it is kept for verification or sent to the store.
+   */
+  shapeProblem?(proof: PurchaseProof): { reason: ReceiptReason; message: string } | null;
 }
 
 export type StoreAdapters = Partial<Record<Store, StoreAdapter>>;

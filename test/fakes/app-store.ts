@@ -216,10 +216,13 @@ export interface FakeAppStoreOptions {
 const DAY_MS = 24 * 3600 * 1000;
 const THIRTY_DAYS_MS = 30 * DAY_MS;
 const HISTORY_PAGE_SIZE = 20;
-const MAX_BODY_BYTES = 1 << 20;
+/** Apple's verifyReceipt takes legacy receipts of several MB (the service accepts up to 4,000,000 characters). */
+const MAX_BODY_BYTES = 8 << 20;
 const DEFAULT_SUBSCRIPTION_GROUP = '21000001';
 const ORDER_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 const RECEIPT_MAGIC = Buffer.from('FAKE-APPLE-RECEIPT:');
+/** PKCS#7 signedData: the content type Apple's receipts open with (the service checks a receipt's shape). */
+const PKCS7_SIGNED_DATA_OID = Buffer.from([0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]);
 
 const SUBSCRIPTIONS_RE = /^\/inApps\/v1\/subscriptions\/([^/]+)$/;
 const TRANSACTION_RE = /^\/inApps\/v1\/transactions\/([^/]+)$/;
@@ -296,6 +299,8 @@ interface StoredReceipt {
 interface PendingFailure<F> {
   failure: F;
   remaining: number;
+  /** verifyReceipt only: fail calls to this endpoint alone (others pass it by). */
+  endpoint?: AppleEnvironment;
 }
 
 export class FakeAppStore {
@@ -588,9 +593,9 @@ export class FakeAppStore {
     });
   }
 
-  /** The next `times` verifyReceipt calls answer this Apple status, this HTTP status, or hang. */
-  failVerifyReceipt(failure: VerifyReceiptFailure, times = 1): void {
-    this.receiptFailures.push({ failure, remaining: times });
+  /** The next `times` verifyReceipt calls (to `endpoint` only, when given) answer this Apple status, this HTTP status, or hang. */
+  failVerifyReceipt(failure: VerifyReceiptFailure, times = 1, endpoint?: AppleEnvironment): void {
+    this.receiptFailures.push({ failure, remaining: times, endpoint });
   }
 
   /** Fails verifyReceipt and API calls at random from now on (null stops it); scripted failures come first. */
@@ -754,7 +759,7 @@ export class FakeAppStore {
   }
 
   private makeReceipt(r: StoredReceipt): string {
-    const bytes = Buffer.concat([RECEIPT_MAGIC, randomBytes(48)]);
+    const bytes = pkcs7Container(Buffer.concat([RECEIPT_MAGIC, randomBytes(48)]));
     this.receipts.set(bytes.toString('hex'), r);
     return bytes.toString('base64');
   }
@@ -811,7 +816,7 @@ export class FakeAppStore {
 
     if (url.pathname === '/verifyReceipt' || url.pathname === '/sandbox/verifyReceipt') {
       const endpoint: AppleEnvironment = url.pathname === '/verifyReceipt' ? 'Production' : 'Sandbox';
-      const failure = takeFailure(this.receiptFailures) ?? this.randomFailure();
+      const failure = takeFailure(this.receiptFailures, (p) => p.endpoint === undefined || p.endpoint === endpoint) ?? this.randomFailure();
       if (failure !== undefined) {
         if ('hangMs' in failure) return this.hang(res, failure.hangMs, () => res.writeHead(503).end());
         if ('httpStatus' in failure) {
@@ -1092,12 +1097,26 @@ export class FakeAppStore {
   }
 }
 
-function takeFailure<F>(queue: PendingFailure<F>[]): F | undefined {
-  const pending = queue[0];
+function takeFailure<F>(queue: PendingFailure<F>[], applies: (p: PendingFailure<F>) => boolean = () => true): F | undefined {
+  const index = queue.findIndex(applies);
+  const pending = queue[index];
   if (pending === undefined) return undefined;
   pending.remaining--;
-  if (pending.remaining <= 0) queue.shift();
+  if (pending.remaining <= 0) queue.splice(index, 1);
   return pending.failure;
+}
+
+/** DER: tag, length (short form, or long form for 128 bytes and more), content. */
+function der(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const long: number[] = [];
+  for (let rest = n; rest > 0; rest = Math.floor(rest / 256)) long.unshift(rest % 256);
+  return Buffer.concat([Buffer.from([tag, ...(n < 0x80 ? [n] : [0x80 | long.length, ...long])]), content]);
+}
+
+/** Shaped like an app receipt: SEQUENCE { signedData OID, [0] { OCTET STRING } }, the fake's receipt bytes inside. */
+export function pkcs7Container(content: Buffer): Buffer {
+  return der(0x30, Buffer.concat([PKCS7_SIGNED_DATA_OID, der(0xa0, der(0x04, content))]));
 }
 
 /** Apple marks the temporary verifyReceipt errors retryable. */

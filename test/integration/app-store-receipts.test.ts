@@ -179,7 +179,7 @@ describe.each(DATABASE_KINDS)('App Store purchases on %s', (kind) => {
     });
 
     const temporary: [what: string, failure: Parameters<FakeAppStore['failVerifyReceipt']>[0]][] = [
-      ['21002', { status: 21002 }],
+      ['21002 at production alone (the sandbox reads it as a production receipt)', { status: 21002 }],
       ['21009', { status: 21009 }],
       ['21100', { status: 21100 }],
       ['21199', { status: 21199 }],

@@ -9,7 +9,7 @@ import type { AppleProof, PurchaseProof, StoreAdapter, SubscriptionRef, Verifica
 import { AppStoreServerApi, type ApiFailure } from './api-client.js';
 import { fromReceipt, fromSignedTransaction, type ReceiptEntry } from './normalize.js';
 import { AppleSignedData } from './signed-data.js';
-import { VerifyReceiptClient } from './verify-receipt.js';
+import { receiptShapeProblem, VerifyReceiptClient } from './verify-receipt.js';
 
 export class AppStoreAdapter implements StoreAdapter {
   readonly store = 'APP_STORE' as const;
@@ -34,6 +34,13 @@ export class AppStoreAdapter implements StoreAdapter {
     if (proof.signedTransaction) return this.verifySignedTransaction(proof.signedTransaction);
     if (proof.appReceipt) return this.verifyAppReceipt(proof);
     return { status: 'REJECTED', reason: 'INVALID_RECEIPT', message: 'give apple.signedTransaction (StoreKit 2) or apple.appReceipt (legacy receipt)' };
+  }
+
+  /** A legacy receipt that is not base64 of a PKCS#7 container is garbage: refused without asking Apple. */
+  shapeProblem(proof: PurchaseProof): { reason: 'INVALID_RECEIPT'; message: string } | null {
+    if (proof.store !== 'APP_STORE' || proof.signedTransaction || !proof.appReceipt) return null;
+    const problem = receiptShapeProblem(proof.appReceipt);
+    return problem ? { reason: 'INVALID_RECEIPT', message: problem } : null;
   }
 
   private async verifySignedTransaction(jws: string): Promise<VerificationResult> {
