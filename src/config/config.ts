@@ -102,11 +102,28 @@ export interface AppConfig {
   catalogPath: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   dbPoolMax: number;
+  /** PostgreSQL statement_timeout on every pooled connection (0: off); the client also stops waiting for an answer
+   *  shortly after it, so a frozen server fails requests instead of hanging them. */
+  dbStatementTimeoutMs: number;
+  /** Opening a PostgreSQL connection, or waiting for a free one in a pool. */
+  dbConnectTimeoutMs: number;
+  /** /readyz answers 503 when the database has not answered within this. */
+  readinessTimeoutMs: number;
   graphqlMaxDepth: number;
   graphqlMaxComplexity: number;
+  /** Schema introspection and "did you mean" suggestions in GraphQL errors. */
+  graphqlIntrospection: boolean;
+  /** A port of its own for /metrics (then not served on PORT); null: on PORT, behind metricsToken or a server key. */
+  metricsPort: number | null;
+  /** Bearer token that may read /metrics on PORT (Prometheus), besides the server API keys. */
+  metricsToken: string | null;
+  /** Bytes all request bodies being read at once may hold. */
+  maxBufferedBodyBytes: number;
   shutdownTimeoutMs: number;
   /** How long an entitlement read may be served from this instance's cache before it is re-read. */
   entitlementCacheTtlMs: number;
+  /** Memory bound of that cache, in bytes (estimated per entry). */
+  entitlementCacheMaxBytes: number;
   auth: AuthConfig;
   /** Google Play; null when not configured (proofs for it answer STORE_NOT_CONFIGURED). */
   google: GoogleConfig | null;
@@ -148,10 +165,18 @@ export const CONFIG_KEYS = [
   'CATALOG_PATH',
   'LOG_LEVEL',
   'DB_POOL_MAX',
+  'DB_STATEMENT_TIMEOUT_MS',
+  'DB_CONNECT_TIMEOUT_MS',
+  'READINESS_TIMEOUT_MS',
   'GRAPHQL_MAX_DEPTH',
   'GRAPHQL_MAX_COMPLEXITY',
+  'GRAPHQL_INTROSPECTION',
+  'METRICS_PORT',
+  'METRICS_TOKEN',
+  'MAX_BUFFERED_BODIES_MB',
   'SHUTDOWN_TIMEOUT_MS',
   'ENTITLEMENT_CACHE_TTL_MS',
+  'ENTITLEMENT_CACHE_MAX_MB',
   'API_KEYS',
   'JWT_SECRET',
   'JWT_JWKS_URL',
@@ -288,10 +313,17 @@ export function parseConfig(src: Source): AppConfig {
     catalogPath: optionalString(src, 'CATALOG_PATH') ?? './examples/catalog.yaml',
     logLevel: oneOf(src, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     dbPoolMax: int(src, 'DB_POOL_MAX', 10, 1, 1000),
+    dbStatementTimeoutMs: statementTimeout(src),
+    dbConnectTimeoutMs: int(src, 'DB_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000),
+    readinessTimeoutMs: int(src, 'READINESS_TIMEOUT_MS', 2_000, 100, 60_000),
     graphqlMaxDepth: int(src, 'GRAPHQL_MAX_DEPTH', 10, 2, 100),
     graphqlMaxComplexity: int(src, 'GRAPHQL_MAX_COMPLEXITY', 1000, 10, 1_000_000),
+    graphqlIntrospection: bool(src, 'GRAPHQL_INTROSPECTION', devMode),
+    ...parseMetricsAccess(src),
+    maxBufferedBodyBytes: int(src, 'MAX_BUFFERED_BODIES_MB', 64, 8, 4096) * 1024 * 1024,
     shutdownTimeoutMs: int(src, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     entitlementCacheTtlMs: int(src, 'ENTITLEMENT_CACHE_TTL_MS', 5_000, 0, 3_600_000),
+    entitlementCacheMaxBytes: int(src, 'ENTITLEMENT_CACHE_MAX_MB', 64, 1, 65_536) * 1024 * 1024,
     auth,
     google: parseGoogle(src),
     apple: parseApple(src),
@@ -316,6 +348,22 @@ export function parseConfig(src: Source): AppConfig {
     },
     devMode,
   };
+}
+
+function statementTimeout(src: Source): number {
+  const ms = int(src, 'DB_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000);
+  // A value meant as seconds ("10") would make every statement fail.
+  if (ms > 0 && ms < 100) throw new ConfigError('DB_STATEMENT_TIMEOUT_MS', `must be 0 (off) or at least 100 ms, got ${ms}`);
+  return ms;
+}
+
+function parseMetricsAccess(src: Source): { metricsPort: number | null; metricsToken: string | null } {
+  const portText = optionalString(src, 'METRICS_PORT');
+  const metricsPort = portText === null ? null : int(src, 'METRICS_PORT', 0, 1, 65535);
+  if (metricsPort !== null && metricsPort === int(src, 'PORT', 4000, 0, 65535)) throw new ConfigError('METRICS_PORT', `must differ from PORT (${metricsPort})`);
+  const metricsToken = optionalString(src, 'METRICS_TOKEN');
+  if (metricsToken !== null && metricsToken.length < 24) throw new ConfigError('METRICS_TOKEN', 'must be at least 24 characters long');
+  return { metricsPort, metricsToken };
 }
 
 function schedulerInterval(src: Source): number {
@@ -554,6 +602,7 @@ export function redactConfig(config: AppConfig): Record<string, unknown> {
       serviceAccount: { client_email: config.google.serviceAccount.client_email, private_key: '***' },
     },
     webhooks: config.webhooks && { ...config.webhooks, urls: config.webhooks.urls.map(redactUrl), secret: '***' },
+    metricsToken: config.metricsToken ? '***' : null,
     apple: config.apple && {
       ...config.apple,
       rootCertificates: `${config.apple.rootCertificates.length} certificate(s)`,

@@ -17,10 +17,13 @@ export function jitGateway(schema: GraphQLSchema): GatewayInterface {
   const executor: GatewayExecutor = async (ctx) => {
     let byOperation = compiled.get(ctx.document);
     if (!byOperation) compiled.set(ctx.document, (byOperation = new Map()));
-    const key = ctx.operationName ?? '';
+    // The operation the client named (the limits plugin refused a name the document lacks): ctx.operationName is
+    // the resolved operation's own name, null for an anonymous one, and would let graphql-jit pick another.
+    const name = ctx.request.operationName ?? undefined;
+    const key = name ?? '';
     let query = byOperation.get(key);
     if (!query) {
-      query = compileQuery<Record<string, unknown>, Record<string, unknown>>(schema, ctx.document, ctx.operationName ?? undefined);
+      query = compileQuery<Record<string, unknown>, Record<string, unknown>>(schema, ctx.document, name);
       byOperation.set(key, query);
     }
     // Not compilable (e.g. an unknown operation name): the error result, as graphql-js would answer it.

@@ -1,6 +1,18 @@
 // Rejects abusive queries before they run: too deep, or too costly by field complexity.
-import { Kind, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  getOperationAST,
+  GraphQLError,
+  Kind,
+  visit,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
 import { createRequire } from 'node:module';
+import { InputBounds } from './input-bounds.js';
 
 // The package's ESM build imports graphql's .mjs files, a second copy of graphql next to the CommonJS one that
 // type-graphql and Apollo load; its CommonJS build shares theirs.
@@ -35,13 +47,81 @@ export function queryDepth(document: DocumentNode, operationName: string | undef
   return operation ? depthOf(operation.selectionSet, 0, new Set()) : 0;
 }
 
-/** Estimated cost of an operation: 1 per field unless the field declares its own complexity. */
+/**
+ * Estimated cost of an operation: 1 per field unless the field declares its own complexity. Fields under
+ * `@include` / `@skip` count as included, so the cost is the same for every variable value (no estimator reads
+ * arguments either) and a verdict can be kept per document.
+ */
 export function queryComplexity(schema: GraphQLSchema, document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): number {
   return getComplexity({
     schema,
-    query: document,
+    query: withoutConditions(document),
     operationName,
     variables,
     estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
   });
+}
+
+const CONDITIONAL = new Set(['include', 'skip']);
+const unconditional = new WeakMap<DocumentNode, DocumentNode>();
+
+/** The document with every @include / @skip removed: the most it can ever select. */
+function withoutConditions(document: DocumentNode): DocumentNode {
+  let stripped = unconditional.get(document);
+  if (!stripped) {
+    stripped = visit(document, { Directive: (node) => (CONDITIONAL.has(node.name.value) ? null : undefined) });
+    unconditional.set(document, stripped);
+  }
+  return stripped;
+}
+
+const refuse = (message: string, code: string) => new GraphQLError(message, { extensions: { code, http: { status: 400 } } });
+
+/**
+ * Refuses, before anything runs: an operation name the document does not define (or a missing one where it
+ * defines several), operation types other than query and mutation, input over its bounds, and queries too deep
+ * or too costly. Depth and cost do not depend on variables, so each is measured once per document and
+ * operation; input bounds are checked on every request.
+ */
+export function limitsPlugin<C extends object>(schema: GraphQLSchema, limits: { maxDepth: number; maxComplexity: number }): ApolloServerPlugin<C> {
+  const bounds = new InputBounds(schema);
+  // Apollo hands out the same DocumentNode for the same query text, so each distinct query is measured once.
+  const verdicts = new WeakMap<DocumentNode, Map<string, string | null>>();
+  // Variables are only needed to be coercible (checked by the bounds first): no estimate depends on their values.
+  const measure = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null => {
+    const depth = queryDepth(document, operationName);
+    if (depth > limits.maxDepth) return `query depth ${depth} exceeds the limit of ${limits.maxDepth}`;
+    let cost: number;
+    try {
+      cost = queryComplexity(schema, document, operationName, variables);
+    } catch (err) {
+      // The estimator refuses documents beyond its own node limit: that is the same verdict.
+      return `query too complex to estimate: ${(err as Error).message}`;
+    }
+    return cost > limits.maxComplexity ? `query complexity ${cost} exceeds the limit of ${limits.maxComplexity}` : null;
+  };
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ request, document }) {
+          const name = request.operationName ?? undefined;
+          const operation = getOperationAST(document, name);
+          if (!operation) {
+            const message = name === undefined ? 'the document holds several operations: name one in operationName' : `the document has no operation named "${name.slice(0, 100)}"`;
+            throw refuse(message, 'GRAPHQL_VALIDATION_FAILED');
+          }
+          if (operation.operation !== 'query' && operation.operation !== 'mutation') {
+            throw refuse(`${operation.operation} operations are not supported: use a query or a mutation`, 'GRAPHQL_VALIDATION_FAILED');
+          }
+          bounds.check(document, operation, request.variables ?? undefined);
+          let byName = verdicts.get(document);
+          if (!byName) verdicts.set(document, (byName = new Map()));
+          const key = name ?? '';
+          let verdict = byName.get(key);
+          if (verdict === undefined) byName.set(key, (verdict = measure(document, name, request.variables ?? {})));
+          if (verdict) throw refuse(verdict, 'QUERY_TOO_COMPLEX');
+        },
+      };
+    },
+  };
 }

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import type { GraphQLFormattedError, GraphQLSchema } from 'graphql';
 import type { Logger } from 'pino';
 import { ArgumentValidationError } from 'type-graphql';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
@@ -12,9 +12,11 @@ import type { PubSubPushVerifier } from '../auth/pubsub-push.js';
 import { AppError } from '../domain/errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { jitGateway } from '../graphql/jit-executor.js';
-import { queryComplexity, queryDepth } from '../graphql/limits.js';
+import { limitsPlugin } from '../graphql/limits.js';
+import { isDatabaseUnavailable } from '../persistence/database-errors.js';
 import type { Services } from '../services/container.js';
 import type { Metrics } from './metrics.js';
+import type { MetricsAccess } from './monitoring.js';
 
 export interface HttpServerOptions {
   schema: GraphQLSchema;
@@ -24,6 +26,14 @@ export interface HttpServerOptions {
   log: Logger;
   maxDepth: number;
   maxComplexity: number;
+  /** Schema introspection and "did you mean" suggestions in errors (off by default outside development mode). */
+  introspection: boolean;
+  /** Development mode: every caller is the server, so only requests addressed to a loopback name are served. */
+  devMode: boolean;
+  /** Who may read /metrics on this port: 'open', 'none' (served on a port of its own), or a check of the request. */
+  metricsAccess: MetricsAccess;
+  /** All request bodies being read at once may hold at most this many bytes; past it new ones get 503. */
+  maxBufferedBodyBytes: number;
   /** Verifies Google's Pub/Sub push tokens; null accepts unauthenticated pushes. */
   pubsubVerifier: PubSubPushVerifier | null;
   /** Readiness beyond "the process runs": database reachable and migrations applied. */
@@ -31,14 +41,29 @@ export interface HttpServerOptions {
 }
 
 /** Legacy App Store receipts can be several megabytes; queries never need to be. */
-const MAX_BODY_BYTES = 6 * 1024 * 1024;
+export const MAX_GRAPHQL_BODY_BYTES = 6 * 1024 * 1024;
 const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics', '/notifications/google', '/notifications/apple'];
 const MAX_QUERY_CHARS = 100_000;
+/** A Pub/Sub push envelope: a real-time developer notification is a few hundred bytes, plus attributes. */
+export const MAX_GOOGLE_PUSH_BYTES = 64 * 1024;
+/** An App Store notification: a signed payload with a signed transaction and renewal info, each with its chain. */
+export const MAX_APPLE_NOTIFICATION_BYTES = 256 * 1024;
+/** What a client that went away before its answer is counted as (nginx's "client closed request"). */
+const CLIENT_CLOSED = 499;
+/** Seconds a client is asked to wait after a 503 (database or capacity). */
+const RETRY_AFTER_SECONDS = 5;
+/** An oversized body is drained this long before its connection is cut (so the client can read the 413). */
+const DRAIN_MS = 2_000;
+
+/** An answer already sent while reading a body (413, 503): the handler just returns. */
+const ANSWERED = Symbol('answered');
 
 export class HttpServer {
   readonly server: Server;
   private readonly apollo: ApolloServer<GraphQLContext>;
   private inFlight = 0;
+  /** Bytes of request bodies being read right now, across all connections. */
+  private bufferedBytes = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -47,7 +72,12 @@ export class HttpServer {
       gateway: jitGateway(o.schema),
       // Cache hints and inline traces wrap every field resolver; entitlement answers are per user and must not be
       // cached by HTTP intermediaries anyway.
-      plugins: [ApolloServerPluginCacheControlDisabled(), ApolloServerPluginInlineTraceDisabled(), this.limitsPlugin(), this.errorMetricsPlugin()],
+      plugins: [
+        ApolloServerPluginCacheControlDisabled(),
+        ApolloServerPluginInlineTraceDisabled(),
+        limitsPlugin<GraphQLContext>(o.schema, { maxDepth: o.maxDepth, maxComplexity: o.maxComplexity }),
+        this.errorMetricsPlugin(),
+      ],
       formatError: (formatted, error) => this.formatError(formatted, error),
       includeStacktraceInErrorResponses: false,
       logger: {
@@ -56,12 +86,17 @@ export class HttpServer {
         warn: (msg) => o.log.warn({ component: 'apollo' }, String(msg)),
         error: (msg) => o.log.error({ component: 'apollo' }, String(msg)),
       },
-      introspection: true,
+      introspection: o.introspection,
+      hideSchemaDetailsFromClientErrors: !o.introspection,
       // Shutdown is ours (main.ts): drain HTTP first, then stop Apollo, then close the database.
       stopOnTerminationSignals: false,
     });
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
+    // Slow clients hold a socket and a buffer each: headers within 20 s, the whole request within a minute
+    // (a 4 MB receipt from a slow phone connection fits).
+    this.server.headersTimeout = 20_000;
+    this.server.requestTimeout = 60_000;
   }
 
   async listen(port: number, host: string): Promise<{ port: number; host: string }> {
@@ -97,23 +132,40 @@ export class HttpServer {
     this.inFlight++;
     try {
       if (this.draining) res.setHeader('connection', 'close');
+      if (this.o.devMode && !isLoopbackHost(req.headers.host)) {
+        // Every caller has full access in development mode: a page on another site that rebinds its DNS name to
+        // 127.0.0.1 must not be one.
+        return sendJson(res, 403, { errors: [{ message: 'development mode serves only requests addressed to localhost or a loopback address (Host header)', extensions: { code: 'FORBIDDEN' } }] });
+      }
       if (path === '/graphql') await this.graphql(req, res, requestId);
       else if (path === '/healthz') sendJson(res, 200, { status: 'ok' });
       else if (path === '/readyz') await this.readiness(res);
-      else if (path === '/metrics') await this.metricsEndpoint(res);
+      else if (path === '/metrics' && this.o.metricsAccess !== 'none') await this.metricsEndpoint(req, res);
       else if (path === '/notifications/google') await this.googleNotification(req, res, requestId);
       else if (path === '/notifications/apple') await this.appleNotification(req, res, requestId);
-      else sendJson(res, 404, { error: 'not found', paths: ROUTES });
+      else sendJson(res, 404, { error: 'not found', paths: ROUTES.filter((r) => r !== '/metrics' || this.o.metricsAccess !== 'none') });
     } catch (err) {
-      this.o.log.error({ err, requestId }, 'request failed');
-      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
-      else res.end();
+      if (clientWentAway(req, res, err)) {
+        this.o.log.debug({ requestId }, 'client closed the connection before the answer');
+      } else if (isDatabaseUnavailable(err)) {
+        // Store notifications land here: the 503 makes Apple and Pub/Sub deliver them again.
+        this.o.log.warn({ err: summary(err), requestId }, 'database unavailable');
+        if (!res.headersSent) {
+          res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
+          sendJson(res, 503, { errors: [{ message: 'the database is unavailable; try again shortly', extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
+        } else res.end();
+      } else {
+        this.o.log.error({ err, requestId }, 'request failed');
+        if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+        else res.end();
+      }
     } finally {
       this.inFlight--;
       const seconds = (performance.now() - started) / 1000;
-      this.o.metrics.observeRequest(req.method ?? 'GET', route, res.statusCode, seconds);
-      const level = res.statusCode >= 500 ? 'error' : 'debug';
-      this.o.log[level]({ requestId, method: req.method, path: route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+      const status = res.writableEnded ? res.statusCode : CLIENT_CLOSED;
+      this.o.metrics.observeRequest(req.method ?? 'GET', route, status, seconds);
+      const level = status >= 500 && status !== 503 ? 'error' : status === 503 ? 'warn' : 'debug';
+      this.o.log[level]({ requestId, method: req.method, path: route, status, ms: Math.round(seconds * 1000) }, 'request');
       if (this.inFlight === 0 && this.idleWaiters.length > 0) this.idleWaiters.splice(0).forEach((w) => w());
     }
   }
@@ -137,8 +189,8 @@ export class HttpServer {
     }
     let body: unknown = undefined;
     if (method === 'POST') {
-      const text = await readBody(req);
-      if (text === null) return sendJson(res, 413, { errors: [{ message: 'request body too large', extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+      const text = await this.readBody(req, res, MAX_GRAPHQL_BODY_BYTES);
+      if (text === ANSWERED) return;
       try {
         body = text.length > 0 ? JSON.parse(text) : undefined;
       } catch {
@@ -184,8 +236,8 @@ export class HttpServer {
         return sendJson(res, 401, { error: problem });
       }
     }
-    const text = await readBody(req);
-    if (text === null) return sendJson(res, 413, { error: 'body too large' });
+    const text = await this.readBody(req, res, MAX_GOOGLE_PUSH_BYTES);
+    if (text === ANSWERED) return;
     let envelope: unknown;
     try {
       envelope = JSON.parse(text);
@@ -193,9 +245,15 @@ export class HttpServer {
       this.o.log.warn({ requestId, body: text.slice(0, 500) }, 'Google notification push with a body that is not JSON');
       return sendJson(res, 400, { error: 'body is not JSON' });
     }
-    // A database failure propagates: the 500 makes Pub/Sub deliver the notification again.
+    // A database failure propagates: the 503 makes Pub/Sub deliver the notification again.
     const result = await handler.intake(envelope, this.o.pubsubVerifier !== null);
-    if (result.status === 400) {
+    if (result.status === 429) {
+      // Unauthenticated pushes over the instance's rate: Pub/Sub retries a 429 with backoff, so nothing is lost.
+      this.o.log.warn({ requestId }, 'unauthenticated Google notification pushes over the rate limit');
+      res.setHeader('retry-after', String(result.retryAfterSeconds));
+      return sendJson(res, 429, { error: result.error });
+    }
+    if (result.status !== 200) {
       this.o.log.warn({ requestId, error: result.error, body: text.slice(0, 500) }, 'malformed Google notification push');
       return sendJson(res, 400, { error: result.error });
     }
@@ -211,8 +269,8 @@ export class HttpServer {
       res.setHeader('allow', 'POST');
       return sendJson(res, 405, { error: 'use POST' });
     }
-    const text = await readBody(req);
-    if (text === null) return sendJson(res, 413, { error: 'body too large' });
+    const text = await this.readBody(req, res, MAX_APPLE_NOTIFICATION_BYTES);
+    if (text === ANSWERED) return;
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -220,7 +278,7 @@ export class HttpServer {
       this.o.log.warn({ requestId, body: text.slice(0, 500) }, 'App Store notification with a body that is not JSON');
       return sendJson(res, 400, { error: 'body is not JSON' });
     }
-    // A database failure propagates: the 500 makes Apple send the notification again.
+    // A database failure propagates: the 503 makes Apple send the notification again.
     const result = await handler.intake(body);
     if (result.status !== 200) {
       this.o.log.warn({ requestId, status: result.status, error: result.error }, 'App Store notification refused');
@@ -239,57 +297,61 @@ export class HttpServer {
     sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', ...detail });
   }
 
-  private async metricsEndpoint(res: ServerResponse): Promise<void> {
+  private async metricsEndpoint(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const access = this.o.metricsAccess;
+    if (access !== 'open' && access !== 'none' && !(await access(req))) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return sendJson(res, 401, { error: 'metrics need "Authorization: Bearer <METRICS_TOKEN or a server API key>", or set METRICS_PORT to serve them on a port of their own' });
+    }
     res.statusCode = 200;
     res.setHeader('content-type', this.o.metrics.contentType);
     res.end(await this.o.metrics.render());
   }
 
-  private limitsPlugin(): ApolloServerPlugin<GraphQLContext> {
-    const { schema, maxComplexity, maxDepth } = this.o;
-    // Apollo hands out the same DocumentNode for the same query text, so each distinct query is measured once.
-    // Costs here do not depend on variables (no estimator reads arguments).
-    const measured = new WeakMap<object, Map<string, string | null>>();
-    // Variables this request's values cannot be coerced to: not a verdict on the query (and not to be cached for
-    // it); execution reports the bad value with BAD_USER_INPUT.
-    const BAD_VARIABLES = Symbol('bad variables');
-    const check = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null | typeof BAD_VARIABLES => {
-      const depth = queryDepth(document, operationName);
-      if (depth > maxDepth) {
-        return `query depth ${depth} exceeds the limit of ${maxDepth}`;
+  /**
+   * Reads a whole request body of at most `maxBytes`, within the instance's budget for bodies being read at once.
+   * Past either, answers (413 or 503) with `Connection: close`: the rest of the body is never read, so the
+   * connection cannot carry another request.
+   */
+  private async readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<string | typeof ANSWERED> {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > maxBytes) return this.refuseBody(req, res, 413, maxBytes);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of req) {
+        size += (chunk as Buffer).length;
+        this.bufferedBytes += (chunk as Buffer).length;
+        if (size > maxBytes) return this.refuseBody(req, res, 413, maxBytes);
+        if (this.bufferedBytes > this.o.maxBufferedBodyBytes) return this.refuseBody(req, res, 503, maxBytes);
+        chunks.push(chunk as Buffer);
       }
-      let cost: number;
-      try {
-        cost = queryComplexity(schema, document, operationName, variables);
-      } catch (err) {
-        if (/^Variable "\$/.test((err as Error).message)) return BAD_VARIABLES;
-        // The estimator refuses documents beyond its own node limit: that is the same verdict.
-        return `query too complex to estimate: ${(err as Error).message}`;
-      }
-      if (cost > maxComplexity) {
-        return `query complexity ${cost} exceeds the limit of ${maxComplexity}`;
-      }
-      return null;
-    };
-    return {
-      async requestDidStart() {
-        return {
-          async didResolveOperation({ request, document }) {
-            const name = request.operationName ?? '';
-            let byName = measured.get(document);
-            if (!byName) measured.set(document, (byName = new Map()));
-            let verdict = byName.get(name);
-            if (verdict === undefined) {
-              const result = check(document, request.operationName ?? undefined, request.variables ?? {});
-              if (result === BAD_VARIABLES) return;
-              verdict = result;
-              byName.set(name, verdict);
-            }
-            if (verdict) throw new GraphQLError(verdict, { extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } } });
-          },
-        };
-      },
-    };
+    } finally {
+      this.bufferedBytes -= size;
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  private refuseBody(req: IncomingMessage, res: ServerResponse, status: 413 | 503, maxBytes: number): typeof ANSWERED {
+    res.setHeader('connection', 'close');
+    if (status === 503) {
+      res.setHeader('retry-after', '1');
+      this.o.log.warn({ bufferedBytes: this.bufferedBytes }, 'too many request bodies being read at once; refusing new ones');
+    }
+    const error =
+      status === 413
+        ? { message: `request body larger than ${maxBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }
+        : { message: 'the server is reading too many request bodies at once; try again shortly', extensions: { code: 'SERVICE_UNAVAILABLE' } };
+    sendJson(res, status, { errors: [error] });
+    // Drain what the client is still sending so it reads the answer instead of a reset, then cut the connection.
+    const socket = req.socket;
+    res.once('finish', () => {
+      const cut = setTimeout(() => socket.destroy(), DRAIN_MS);
+      cut.unref();
+      req.once('end', () => clearTimeout(cut));
+      req.resume();
+    });
+    return ANSWERED;
   }
 
   private errorMetricsPlugin(): ApolloServerPlugin<GraphQLContext> {
@@ -300,13 +362,23 @@ export class HttpServer {
           async didEncounterErrors({ errors, contextValue }) {
             for (const error of errors) {
               const original = rootCause(error);
+              if (isDatabaseUnavailable(original)) {
+                log.warn({ err: summary(original), requestId: contextValue.requestId, path: error.path }, 'database unavailable');
+                continue;
+              }
               const expected = original instanceof AppError || original instanceof ArgumentValidationError || (error.extensions?.code && error.extensions.code !== 'INTERNAL_SERVER_ERROR');
               if (!expected) log.error({ err: original, requestId: contextValue.requestId, path: error.path }, 'unexpected error in resolver');
             }
           },
-          async willSendResponse({ response, operationName }) {
+          async willSendResponse({ response, operationName, operation }) {
             const errors = response.body.kind === 'single' ? (response.body.singleResult.errors ?? []) : [];
-            metrics.graphqlOperation(operationName ?? 'anonymous', errors.length > 0 ? 'error' : 'ok');
+            // The database was down: the whole answer is a 503 the client may retry (writes are idempotent).
+            if (errors.some((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE')) {
+              response.http.status = 503;
+              response.http.headers.set('retry-after', String(RETRY_AFTER_SECONDS));
+            }
+            // Only operations that resolved get their own series: made-up names cannot use up the label slots.
+            metrics.graphqlOperation(operation ? (operationName ?? 'anonymous') : 'invalid', errors.length > 0 ? 'error' : 'ok');
             for (const e of errors) metrics.graphqlError(String(e.extensions?.code ?? 'UNKNOWN'));
           },
         };
@@ -325,8 +397,15 @@ export class HttpServer {
       const details = flattenValidation(problems);
       return { ...formatted, message: `invalid input: ${details.join('; ')}`, extensions: { code: 'BAD_USER_INPUT', problems: details } };
     }
+    if (isDatabaseUnavailable(original)) {
+      return { message: 'the database is unavailable; try again shortly', path: formatted.path, locations: formatted.locations, extensions: { code: 'SERVICE_UNAVAILABLE' } };
+    }
     const code = formatted.extensions?.code;
     if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') return formatted;
+    // Apollo refuses some requests with an HTTP 4xx and no code (a persisted query whose hash does not match,
+    // an unsupported version): the caller's fault, not a bug.
+    const httpStatus = ((error as { extensions?: { http?: { status?: number } } } | null)?.extensions?.http?.status ?? 0);
+    if (httpStatus >= 400 && httpStatus < 500) return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_REQUEST' } };
     // Logged with the request id by errorMetricsPlugin; the caller sees nothing of the internals.
     return { message: 'internal error', path: formatted.path, locations: formatted.locations, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   }
@@ -363,15 +442,23 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) return null;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** The client closed its connection (aborted upload, gave up waiting): not a server error. */
+function clientWentAway(req: IncomingMessage, res: ServerResponse, err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || ((req.destroyed || res.destroyed) && !res.writableFinished);
+}
+
+/** A database error for a warning line: what failed, without a stack per request during an outage. */
+function summary(err: unknown): { message: string; code?: string } {
+  const e = err as { message?: string; code?: string };
+  return { message: String(e?.message ?? err).slice(0, 300), code: e?.code };
+}
+
+/** Host header names a loopback address (with or without a port). */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());

@@ -24,17 +24,27 @@ export function ormCustomerLookup(orm: Orm): CustomerLookup {
 interface CacheEntry {
   value: CustomerSnapshot | null;
   storedAt: number;
+  /** Estimated bytes the entry holds: the cache is bounded by memory, not by how many customers it holds. */
+  bytes: number;
 }
+
+/** Default memory bound of one instance's cache. */
+export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
+/** What an entry costs beyond its key and sources: the map slot, the entry and snapshot objects. */
+const ENTRY_OVERHEAD_BYTES = 200;
+/** One entitlement source in memory: a dozen short strings and dates. */
+const SOURCE_BYTES = 600;
 
 export class EntitlementReader {
   private readonly cache = new Map<string, CacheEntry>();
+  private bytes = 0;
   /** Bumped on every invalidation: a read that overlapped one is not cached (it may predate the write). */
   private invalidations = 0;
 
   constructor(
     private readonly lookup: CustomerLookup,
     private readonly ttlMs: number,
-    private readonly maxEntries = 100_000,
+    private readonly maxBytes = DEFAULT_CACHE_MAX_BYTES,
     private readonly monotonicNow: () => number = () => performance.now(),
   ) {}
 
@@ -50,22 +60,38 @@ export class EntitlementReader {
 
   invalidate(appUserId: string): void {
     this.invalidations++;
-    this.cache.delete(appUserId);
+    this.remove(appUserId);
   }
 
   invalidateAll(): void {
     this.invalidations++;
     this.cache.clear();
+    this.bytes = 0;
+  }
+
+  /** Estimated bytes held now (for tests and metrics). */
+  get heldBytes(): number {
+    return this.bytes;
+  }
+
+  private remove(appUserId: string): void {
+    const entry = this.cache.get(appUserId);
+    if (!entry) return;
+    this.cache.delete(appUserId);
+    this.bytes -= entry.bytes;
   }
 
   private store(appUserId: string, value: CustomerSnapshot | null): void {
-    if (this.cache.size >= this.maxEntries) {
-      // Map keeps insertion order: drop the oldest entry.
-      const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
+    const bytes = ENTRY_OVERHEAD_BYTES + 2 * appUserId.length + (value ? value.customerId.length * 2 + value.sources.length * SOURCE_BYTES : 0);
+    if (bytes > this.maxBytes) return;
+    this.remove(appUserId);
+    // Map keeps insertion order: drop the oldest entries until the new one fits.
+    for (const [oldest] of this.cache) {
+      if (this.bytes + bytes <= this.maxBytes) break;
+      this.remove(oldest);
     }
-    this.cache.delete(appUserId);
-    this.cache.set(appUserId, { value, storedAt: this.monotonicNow() });
+    this.cache.set(appUserId, { value, storedAt: this.monotonicNow(), bytes });
+    this.bytes += bytes;
   }
 }
 

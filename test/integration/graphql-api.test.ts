@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_KINDS } from '../support/databases.js';
 import { monthly, purchase } from '../support/purchases.js';
-import { startTestApp, type TestApp } from '../support/test-app.js';
+import { startTestApp, TEST_API_KEY, type TestApp } from '../support/test-app.js';
 
 const NOW = new Date('2026-11-10T12:00:00Z');
 const DAY = 86_400_000;
@@ -265,7 +265,7 @@ describe.each(DATABASE_KINDS)('GraphQL API on %s', (kind) => {
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: 'ready', database: kind, pendingMigrations: [] });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } })).text();
     expect(metrics).toMatch(/iap_http_requests_total\{method="POST",route="\/graphql",status="200"\} \d+/);
     expect(metrics).toContain('iap_http_request_duration_seconds_bucket');
     expect(metrics).toMatch(/iap_graphql_errors_total\{code="STORE_NOT_CONFIGURED"\} [1-9]/);

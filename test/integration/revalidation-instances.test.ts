@@ -6,6 +6,7 @@ import { FakeGooglePlay } from '../fakes/google-play.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { DAY, startGoogleApp, subscription, type GoogleTestApp } from '../support/google.js';
 import { PgRunCoordinator } from '../../src/scheduler/scheduler.js';
+import { TEST_API_KEY } from '../support/test-app.js';
 
 const SUBSCRIPTIONS = 2000;
 const MIN = 60_000;
@@ -137,7 +138,7 @@ describe('scheduled re-checks across instances (PostgreSQL)', () => {
     expect(Date.parse(store.pausedUntil as string)).toBeGreaterThan(now.getTime());
     // The gauges read the backlog at scrape time (real time): make these rows due now.
     await sql(`update subscription set next_check_at = now() - interval '1 minute' where lineage_id in (select lineage_id from subscription order by lineage_id limit 100)`);
-    const metrics = await (await fetch(a.url.replace('/graphql', '/metrics'))).text();
+    const metrics = await (await fetch(a.url.replace('/graphql', '/metrics'), { headers: { authorization: `Bearer ${TEST_API_KEY}` } })).text();
     expect(metrics).toMatch(/iap_recheck_total\{store="PLAY_STORE",outcome="failed"\} [1-9]/);
     expect(metrics).toMatch(/iap_recheck_due\{store="PLAY_STORE"\} 100\b/);
     expect(metrics).toMatch(/iap_recheck_lag_seconds\{store="PLAY_STORE"\} (6\d|[7-9]\d|\d{3,})(\.\d+)?\b/);

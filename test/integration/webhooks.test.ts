@@ -8,7 +8,7 @@ import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, DATABASE_KINDS, type DatabaseKind, type TestDatabase } from '../support/databases.js';
 import { eventually, PACKAGE, startGoogleApp, submitGoogle, type GoogleTestApp } from '../support/google.js';
-import { TEST_JWT_SECRET } from '../support/test-app.js';
+import { TEST_API_KEY, TEST_JWT_SECRET } from '../support/test-app.js';
 import { verifySignature, WebhookReceiver, type ReceivedWebhook } from '../support/webhook-receiver.js';
 
 const SECRET = 'webhook-test-secret-0123456789abcdefghij';
@@ -76,7 +76,7 @@ const logOf = async (t: GoogleTestApp, appUserId: string) => (await deliveryLog(
 const signedCorrectly = (r: ReceivedWebhook, secret = SECRET) => verifySignature(r.headers['x-iap-signature'], r.rawBody, secret, Math.floor(Date.now() / 1000));
 
 async function metric(t: GoogleTestApp, outcome: string): Promise<number> {
-  const text = await (await fetch(t.url.replace('/graphql', '/metrics'))).text();
+  const text = await (await fetch(t.url.replace('/graphql', '/metrics'), { headers: { authorization: `Bearer ${TEST_API_KEY}` } })).text();
   const line = text.split('\n').find((l) => l.startsWith(`iap_webhook_deliveries_total{outcome="${outcome}"}`));
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
