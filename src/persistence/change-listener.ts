@@ -3,11 +3,14 @@
 // dropped (a missed notification must not leave a stale entry) and the listener reconnects.
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { pgTimeoutOptions, TimedClient, type DatabaseTimeouts } from './pg-timeouts.js';
 
 export class ChangeListener {
   private client: pg.Client | null = null;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** Failed reconnection attempts since the connection was lost (only the first is logged as a warning). */
+  private attempts = 0;
 
   constructor(
     private readonly url: string,
@@ -15,6 +18,8 @@ export class ChangeListener {
     private readonly onChange: (payload: string) => void,
     private readonly onGap: () => void,
     private readonly log: Logger,
+    /** Bounds opening the connection (a frozen server must not stall reconnecting) and the LISTEN itself. */
+    private readonly timeouts?: DatabaseTimeouts,
   ) {}
 
   async start(): Promise<void> {
@@ -23,17 +28,35 @@ export class ChangeListener {
   }
 
   private async connect(): Promise<void> {
+    if (this.stopped) return;
     // Keepalive: a silently dead connection is noticed by TCP instead of leaving caches stale.
-    const client = new pg.Client({ connectionString: this.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    const client = new TimedClient({
+      connectionString: this.url,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      ...pgTimeoutOptions(this.timeouts),
+    });
     client.on('notification', (msg) => {
       if (msg.channel === this.channel && msg.payload) this.onChange(msg.payload);
     });
-    client.on('error', (err) => this.reconnect(err));
-    client.on('end', () => this.reconnect(null));
+    // Only the current connection's trouble counts: a late event of one already given up must not tear down
+    // the connection that replaced it.
+    client.on('error', (err) => {
+      if (this.client === client) this.reconnect(err);
+    });
+    client.on('end', () => {
+      if (this.client === client) this.reconnect(null);
+    });
     try {
       await client.connect();
       await client.query(`listen ${pg.escapeIdentifier(this.channel)}`);
+      if (this.stopped) {
+        await client.end().catch(() => undefined);
+        return;
+      }
       this.client = client;
+      if (this.attempts > 0) this.log.info({ attempts: this.attempts }, 'cache invalidation listener reconnected');
+      this.attempts = 0;
       // Anything may have changed while we were not listening.
       this.onGap();
     } catch (err) {
@@ -52,7 +75,10 @@ export class ChangeListener {
       old.removeAllListeners('end');
       void old.end().catch(() => undefined);
     }
-    this.log.warn({ err: err?.message }, 'cache invalidation listener lost its connection; reconnecting');
+    // While it is down, every attempt (once a second) drops the cache again: nothing read meanwhile stays cached
+    // longer than that without invalidation.
+    if (this.attempts++ === 0) this.log.warn({ err: err?.message }, 'cache invalidation listener lost its connection; reconnecting');
+    else this.log.debug({ err: err?.message, attempts: this.attempts }, 'cache invalidation listener still reconnecting');
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       void this.connect();

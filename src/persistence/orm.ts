@@ -9,6 +9,7 @@ import pg from 'pg';
 import type { EntityManager as SqlEntityManager } from '@mikro-orm/sql';
 import { migrationsList } from '../../migrations/index.js';
 import { ENTITIES } from './entities.js';
+import { pgTimeoutOptions, type DatabaseTimeouts } from './pg-timeouts.js';
 
 export type Orm = CoreMikroORM & { em: SqlEntityManager };
 export type Em = SqlEntityManager;
@@ -20,7 +21,13 @@ export interface DatabaseOptions {
   dataDir: string;
   poolMax?: number;
   debug?: boolean;
+  /** PostgreSQL only: statement, answer and connect timeouts on every pooled connection. None: no limits (the
+   *  migrate command). Migrations always run without them (see migrate). */
+  timeouts?: DatabaseTimeouts;
 }
+
+/** How each ORM was opened, so migrate() can open a connection without timeouts for long migrations. */
+const openedWith = new WeakMap<object, DatabaseOptions>();
 
 export function databaseKind(options: DatabaseOptions): 'postgresql' | 'pglite' {
   return options.url ? 'postgresql' : 'pglite';
@@ -45,12 +52,17 @@ const common = {
 
 export async function openDatabase(options: DatabaseOptions): Promise<Orm> {
   if (options.url) {
-    return (await PostgresMikroORM.init({
+    const orm = (await PostgresMikroORM.init({
       ...common,
       clientUrl: options.url,
       pool: { min: 0, max: options.poolMax ?? 10 },
+      // PostgreSqlConnection.createKyselyDialect merges driverOptions into the options of its pg Pool, which
+      // passes them on to every pg Client it opens.
+      driverOptions: pgTimeoutOptions(options.timeouts),
       debug: options.debug ?? false,
     })) as unknown as Orm;
+    openedWith.set(orm, options);
+    return orm;
   }
   const inMemory = options.dataDir.startsWith('memory://');
   if (!inMemory) mkdirSync(options.dataDir, { recursive: true });
@@ -70,11 +82,21 @@ const MIGRATION_LOCK_KEY = 7_351_202_611;
  */
 export async function migrate(orm: Orm, databaseUrl?: string | null): Promise<string[]> {
   if (!databaseUrl) return (await orm.migrator.up()).map((m) => m.name);
-  const lock = new pg.Client({ connectionString: databaseUrl });
+  const opened = openedWith.get(orm);
+  // Waiting for another instance's migration may take long: only opening the connection is limited.
+  const lock = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: opened?.timeouts?.connectTimeoutMs || undefined });
   await lock.connect();
   try {
     await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    return (await orm.migrator.up()).map((m) => m.name);
+    // A migration (an index on a large table) may run longer than the statement timeout of the service's
+    // pool: pending migrations run through an ORM of their own without one.
+    if (!opened?.timeouts || (await pendingMigrations(orm)).length === 0) return (await orm.migrator.up()).map((m) => m.name);
+    const unlimited = await openDatabase({ ...opened, timeouts: undefined });
+    try {
+      return (await unlimited.migrator.up()).map((m) => m.name);
+    } finally {
+      await unlimited.close(true);
+    }
   } finally {
     await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     await lock.end();

@@ -2,12 +2,13 @@
 // no query builder in between. Writes and everything else go through MikroORM.
 import pg from 'pg';
 import type { CustomerLookup } from '../services/entitlement-reader.js';
+import { pgTimeoutOptions, type DatabaseTimeouts } from './pg-timeouts.js';
 
 export class ReadPool {
   private readonly pool: pg.Pool;
 
-  constructor(url: string, max: number) {
-    this.pool = new pg.Pool({ connectionString: url, max });
+  constructor(url: string, max: number, timeouts?: DatabaseTimeouts) {
+    this.pool = new pg.Pool({ connectionString: url, max, ...pgTimeoutOptions(timeouts) });
     // Idle clients can lose their connection (server restart); the next query reconnects.
     this.pool.on('error', () => undefined);
   }

@@ -47,6 +47,10 @@ describe('config', () => {
     [{ SCHEDULER_ENABLED: 'sometimes' }, 'SCHEDULER_ENABLED', 'not true or false'],
     [{ GOOGLE_SERVICE_ACCOUNT_JSON: SERVICE_ACCOUNT, GOOGLE_PACKAGE_NAMES: 'com.a.b', GOOGLE_PUBSUB_AUDIENCE: 'https://x' }, 'GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL', 'required with GOOGLE_PUBSUB_AUDIENCE'],
     [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX', 'out of range'],
+    [{ DB_STATEMENT_TIMEOUT_MS: '10' }, 'DB_STATEMENT_TIMEOUT_MS', 'must be 0 (off) or at least 100 ms'],
+    [{ DB_STATEMENT_TIMEOUT_MS: '10s' }, 'DB_STATEMENT_TIMEOUT_MS', 'not a whole number'],
+    [{ DB_CONNECT_TIMEOUT_MS: '0' }, 'DB_CONNECT_TIMEOUT_MS', 'out of range'],
+    [{ READINESS_TIMEOUT_MS: '50' }, 'READINESS_TIMEOUT_MS', 'out of range'],
     [{ APPLE_SHARED_SECRET: 'x' }, 'APPLE_BUNDLE_ID', 'APPLE_SHARED_SECRET is set but APPLE_BUNDLE_ID is not'],
     [{ ...APPLE, APPLE_APP_APPLE_ID: undefined }, 'APPLE_APP_APPLE_ID', 'required in PRODUCTION'],
     [{ ...APPLE, APPLE_ROOT_CERTIFICATES: undefined }, 'APPLE_ROOT_CERTIFICATES', 'AppleRootCA-G3.cer'],
@@ -82,6 +86,15 @@ describe('config', () => {
     expect((error as ConfigError).message).toContain(`config ${key}:`);
     expect((error as ConfigError).message).toContain(problem);
     expect((error as ConfigError).message).not.toContain('\n');
+  });
+
+  it('limits database waits: 10 s statements, 5 s to connect, 2 s for readiness by default; 0 turns the statement timeout off', () => {
+    expect(parseConfig({})).toMatchObject({ dbStatementTimeoutMs: 10_000, dbConnectTimeoutMs: 5_000, readinessTimeoutMs: 2_000 });
+    expect(parseConfig({ DB_STATEMENT_TIMEOUT_MS: '0', DB_CONNECT_TIMEOUT_MS: '750', READINESS_TIMEOUT_MS: '300' })).toMatchObject({
+      dbStatementTimeoutMs: 0,
+      dbConnectTimeoutMs: 750,
+      readinessTimeoutMs: 300,
+    });
   });
 
   it('paces background work: every minute, 1 min doubling to 6 h, 5 min leases by default; shorter when configured', () => {
