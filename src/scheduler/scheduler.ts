@@ -1,6 +1,7 @@
 // Background jobs: thin node-cron triggers that call services. Each schedule slot runs on one instance (the
 // first to claim it in PostgreSQL, node-cron's `distributed` run coordinator), and every job claims its rows with
 // a lease (FOR UPDATE SKIP LOCKED), so any number of instances may run the scheduler without doing work twice.
+import { isDatabaseUnavailable } from '../persistence/database-errors.js';
 import { schedule, type RunCoordinator, type ScheduledTask, type TaskContext } from 'node-cron';
 import type { Logger } from 'pino';
 import type { Orm } from '../persistence/orm.js';
@@ -165,7 +166,9 @@ export class Scheduler {
     } catch (err) {
       outcome = JSON.stringify({ error: (err as Error).message });
       this.observer?.jobRun(job.name, 'failed');
-      this.log.error({ job: job.name, err }, 'job failed; it runs again at its next slot');
+      // An outage is not a bug: every job fails until the database is back, then catches up.
+      if (isDatabaseUnavailable(err)) this.log.warn({ job: job.name, err: (err as Error).message }, 'job stopped: the database is unavailable; it runs again at its next slot');
+      else this.log.error({ job: job.name, err }, 'job failed; it runs again at its next slot');
     }
     if (!this.coordinator) return;
     if (ctx) this.coordinator.setOutcome(`${job.name}:${ctx.date.toISOString()}`, outcome);
