@@ -58,8 +58,17 @@ export function queryComplexity(schema: GraphQLSchema, document: DocumentNode, o
     query: withoutConditions(document),
     operationName,
     variables,
-    estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
+    estimators: [mutationEstimator(schema), fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
   });
+}
+
+/** A root mutation field opens a database transaction and may call a store: 40 of them fit the default limit. */
+export const MUTATION_FIELD_COST = 25;
+
+function mutationEstimator(schema: GraphQLSchema) {
+  const mutation = schema.getMutationType();
+  return ({ type, childComplexity }: { type: unknown; childComplexity: number }): number | void =>
+    mutation && type === mutation ? MUTATION_FIELD_COST + childComplexity : undefined;
 }
 
 const CONDITIONAL = new Set(['include', 'skip']);

@@ -43,5 +43,9 @@ export async function buildAppSchema(): Promise<GraphQLSchema> {
 }
 
 export function printAppSchema(schema: GraphQLSchema): string {
-  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+  const printed = printSchema(lexicographicSortSchema(schema));
+  // printSchema leaves the schema block out when the roots are named Query and Mutation; a tool reading the file
+  // would then take the object type named Subscription (a store subscription) for the subscription root.
+  const roots = [`query: ${schema.getQueryType()!.name}`, schema.getMutationType() && `mutation: ${schema.getMutationType()!.name}`].filter(Boolean);
+  return printed.startsWith('schema {') ? `${printed}\n` : `schema {\n  ${roots.join('\n  ')}\n}\n\n${printed}\n`;
 }

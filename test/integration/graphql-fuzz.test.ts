@@ -41,10 +41,9 @@ const MAX_COMPLEXITY = 1000; // GRAPHQL_MAX_COMPLEXITY default
 /** Root fields any authenticated caller may read, whoever the user. */
 const PUBLIC_ROOT_FIELDS = new Set(['products', '__typename', '__schema', '__type']);
 
-// schema.graphql has no `schema { ... }` block: drop the subscription root the SDL convention would infer from the
-// object type named `Subscription` (the service has no subscription operations).
-const sdl = buildSchema(readFileSync(new URL('../../schema.graphql', import.meta.url), 'utf8'));
-const schema = new GraphQLSchema({ ...sdl.toConfig(), subscription: null });
+// The committed schema names its roots (schema { query mutation }): the object type named Subscription is a store
+// subscription, not a subscription root.
+const schema = buildSchema(readFileSync(new URL('../../schema.graphql', import.meta.url), 'utf8'));
 
 /** Keeps the service's error log lines, by request id: the cause behind an INTERNAL_SERVER_ERROR. */
 class ServerErrors extends Array<Record<string, unknown>> {

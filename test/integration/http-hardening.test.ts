@@ -80,6 +80,14 @@ describe.each(DATABASE_KINDS)('the HTTP and GraphQL edge on %s', (kind) => {
       expect(await count(t, 'purchase_order')).toBe(before);
     });
 
+    it('counts a root mutation field as a transaction: 40 fit the default limit, 41 do not', async () => {
+      const aliases = (n: number) => Array.from({ length: n }, (_, i) => `r${i}: revokePromotionalEntitlement(input: { appUserId: "alice", entitlement: "pro", reason: "test" })`).join(' ');
+      const fits = await t.server(`mutation { ${aliases(38)} }`);
+      expect(fits.errors).toBeUndefined();
+      const over = await t.server(`mutation { ${aliases(41)} }`);
+      expect(over.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
+    });
+
     it('counts @skip the same way', async () => {
       const res = await t.server(`query($s: Boolean!) { ${Array.from({ length: 300 }, (_, i) => `c${i}: customer(appUserId: "a") @skip(if: $s) { subscriptions { id } }`).join(' ')} }`, { s: true });
       expect(res.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
