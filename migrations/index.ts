@@ -2,6 +2,7 @@
 // Listed explicitly (not discovered on disk) so the same list runs from TypeScript in tests and from dist/.
 import type { Constructor } from '@mikro-orm/core';
 import type { Migration } from '@mikro-orm/migrations';
+import { Migration20261203123500_NotificationFailed } from './Migration20261203123500_NotificationFailed.js';
 import { Migration20261130060707_PurchaseTokenIndex } from './Migration20261130060707_PurchaseTokenIndex.js';
 import { Migration20261130051904_Revalidation } from './Migration20261130051904_Revalidation.js';
 import { Migration20261130051401_AnalyticsSpans } from './Migration20261130051401_AnalyticsSpans.js';
@@ -24,4 +25,5 @@ export const migrationsList: { name: string; class: Constructor<Migration> }[] =
   { name: 'Migration20261130051401_AnalyticsSpans', class: Migration20261130051401_AnalyticsSpans },
   { name: 'Migration20261130051904_Revalidation', class: Migration20261130051904_Revalidation },
   { name: 'Migration20261130060707_PurchaseTokenIndex', class: Migration20261130060707_PurchaseTokenIndex },
+  { name: 'Migration20261203123500_NotificationFailed', class: Migration20261203123500_NotificationFailed },
 ];

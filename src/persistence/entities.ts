@@ -414,7 +414,8 @@ export const StoreTask = defineEntity({
   },
 });
 
-export const NOTIFICATION_STATUSES = ['RECEIVED', 'PROCESSED', 'IGNORED'] as const;
+/** FAILED: its attempts were used up; kept with its last error for support, never retried. */
+export const NOTIFICATION_STATUSES = ['RECEIVED', 'PROCESSED', 'IGNORED', 'FAILED'] as const;
 
 /** Every store server notification as received, deduplicated by the store's message id. */
 export const StoreNotification = defineEntity({

@@ -9,7 +9,7 @@ import { ownerOfLineage, ownerOfOrderToken } from '../persistence/repository.js'
 import type { AppStoreAdapter } from '../stores/apple/adapter.js';
 import { FAMILY_SHARING_REVOKED, fromSignedTransaction } from '../stores/apple/normalize.js';
 import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
-import { NotificationInbox } from './notification-inbox.js';
+import { NotificationInbox, unstorableReason } from './notification-inbox.js';
 import type { PurchaseRecorder } from './purchase-recorder.js';
 
 /** Types whose signed transaction (and renewal info) is applied. Anything else is recorded and left alone. */
@@ -29,6 +29,16 @@ export const APPLIED_NOTIFICATION_TYPES = new Set([
   'OFFER_REDEEMED',
   'PRICE_INCREASE',
 ]);
+/**
+ * The HTTP body of one notification, for the /notifications/apple route: `{"signedPayload": ...}`, a JWS whose
+ * header carries an x5c chain (about 5 KB) and whose payload nests a signed transaction and a signed renewal info,
+ * each with its own chain. Real ones are 15 to 30 KB; 256 KiB leaves room for what Apple may add.
+ */
+export const MAX_APPLE_NOTIFICATION_BYTES = 256 * 1024;
+
+/** Three base64url parts: anything else is not a signed payload (and cannot hide a NUL from storage). */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
 /** The transaction these carry may be an older one: the subscription's renewal info does not describe it. */
 const ABOUT_ONE_TRANSACTION = new Set(['REFUND', 'REFUND_REVERSED', 'REFUND_DECLINED', 'CONSUMPTION_REQUEST']);
 
@@ -62,10 +72,16 @@ export class AppleNotifications {
   async intake(body: unknown): Promise<AppleIntakeResult> {
     const signedPayload = (body as { signedPayload?: unknown } | null)?.signedPayload;
     if (typeof signedPayload !== 'string' || signedPayload.length === 0) return { status: 400, error: 'expected {"signedPayload": "<JWS>"}' };
+    if (signedPayload.length > MAX_APPLE_NOTIFICATION_BYTES) return { status: 400, error: `signedPayload is longer than ${MAX_APPLE_NOTIFICATION_BYTES} characters` };
+    if (!COMPACT_JWS.test(signedPayload)) return { status: 400, error: 'signedPayload is not a compact JWS (three base64url parts)' };
     const verified = await this.adapter.signedData.notification(signedPayload);
     if (!verified.ok) return { status: verified.retryable ? 503 : 401, error: `${verified.reason}: ${verified.message}` };
     const n = verified.value;
-    if (!n.notificationUUID) return { status: 400, error: 'the notification has no notificationUUID' };
+    if (typeof n.notificationUUID !== 'string' || n.notificationUUID.length === 0) return { status: 400, error: 'the notification has no notificationUUID' };
+    if (n.notificationUUID.length > 255) return { status: 400, error: 'the notificationUUID is longer than 255 characters' };
+    // Signed, but PostgreSQL still could not store it: refused, or the insert fails and Apple sends it again.
+    const problem = unstorableReason(n);
+    if (problem) return { status: 400, error: `the notification ${problem}` };
     const stored: StoredAppleNotification = {
       signedPayload,
       notificationType: n.notificationType ? String(n.notificationType) : null,
@@ -84,7 +100,8 @@ export class AppleNotifications {
     for (const row of due) {
       const verified = await this.adapter.signedData.notification(row.payload.signedPayload);
       if (!verified.ok) {
-        await (verified.retryable ? this.inbox.retryLater(row.id, row.attempts, verified.message) : this.inbox.done(row.id, `ignored: ${verified.reason}`));
+        if (verified.retryable) await this.failedAttempt(row.id, row.attempts, verified.message);
+        else await this.inbox.done(row.id, `ignored: ${verified.reason}`);
         continue;
       }
       await this.processOne(row.id, verified.value, verified.environment, row.attempts);
@@ -99,9 +116,15 @@ export class AppleNotifications {
       return outcome;
     } catch (err) {
       this.log.error({ err, notification: id }, 'processing an App Store notification failed; it will be retried');
-      await this.inbox.retryLater(id, attempts, (err as Error).message);
-      return 'kept for retry';
+      return this.failedAttempt(id, attempts, (err as Error).message);
     }
+  }
+
+  /** Another attempt later, or, once the attempts are used up, parked as FAILED. Returns the outcome to report. */
+  private async failedAttempt(id: number, attempts: number, error: string): Promise<string> {
+    if ((await this.inbox.retryLater(id, attempts, error)) === 'RETRY_LATER') return 'kept for retry';
+    this.log.error({ notification: id, attempts, error }, 'an App Store notification kept failing: parked as FAILED, not retried');
+    return `failed after ${attempts} attempts`;
   }
 
   private async apply(n: ResponseBodyV2DecodedPayload, environment: AppleEnvironment): Promise<string> {

@@ -58,7 +58,7 @@ export interface Services {
 export interface ServiceOptions {
   orm: Orm;
   catalog: Catalog;
-  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'purchases' | 'webhooks' | 'jobs' | 'recheck' | 'revalidation'>;
+  config: Pick<AppConfig, 'google' | 'apple' | 'entitlementCacheTtlMs' | 'entitlementCacheMaxBytes' | 'purchases' | 'webhooks' | 'jobs' | 'recheck' | 'revalidation'>;
   clock: Clock;
   log: Logger;
   customerLookup?: CustomerLookup;
@@ -68,7 +68,7 @@ export interface ServiceOptions {
 
 export function createServices(o: ServiceOptions): Services {
   const { orm, catalog, clock, log } = o;
-  const reader = new EntitlementReader(o.customerLookup ?? ormCustomerLookup(orm), o.config.entitlementCacheTtlMs);
+  const reader = new EntitlementReader(o.customerLookup ?? ormCustomerLookup(orm), o.config.entitlementCacheTtlMs, o.config.entitlementCacheMaxBytes);
   const webhooks = new WebhookService(orm, o.config.webhooks, clock, log.child({ component: 'webhooks' }), o.webhookMetrics, o.config.jobs);
   // Called after every commit that changed a customer (and may have appended events): the cache entry goes,
   // and the webhooks those events queued are sent now rather than at the next scheduler slot.
@@ -109,7 +109,12 @@ export function createServices(o: ServiceOptions): Services {
     receipts: new SubmitReceiptService(adapters, recorder, pendingProofs, storeTasks, log),
     pendingProofs,
     storeTasks,
-    googleNotifications: google ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log, o.config.jobs) : null,
+    googleNotifications:
+      google && o.config.google
+        ? new GoogleNotifications(orm, google, recorder, pendingProofs, storeTasks, clock, log, o.config.jobs, {
+            pushAuthenticationConfigured: o.config.google.pubsub !== null,
+          })
+        : null,
     appleNotifications: apple ? new AppleNotifications(orm, apple, recorder, clock, log.child({ store: 'APP_STORE' }), o.config.jobs) : null,
     orders: new OrderService(orm, catalog, o.config.purchases),
     support: new SupportService(orm, catalog, apple, afterCustomerWrite, log),

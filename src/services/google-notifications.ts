@@ -1,6 +1,8 @@
 // Google Play real-time developer notifications (Pub/Sub push) and the Voided Purchases API. A notification
 // says what changed, not the state: every one is stored first (deduplicated by Pub/Sub messageId), then the
-// purchase is re-read from Google and applied through the same recorder as submitReceipt.
+// purchase is re-read from Google and applied through the same recorder as submitReceipt. Anyone can push when
+// push authentication is off, so intake bounds what it stores: a push larger or shaped differently than a real
+// notification is refused, and unauthenticated pushes are rate-limited before anything is stored or Google asked.
 import type { Logger } from 'pino';
 import type { Orm } from '../persistence/orm.js';
 import { lineageOfToken, ownerOfLineage, ownerOfOrderToken, recordVoided } from '../persistence/repository.js';
@@ -8,7 +10,8 @@ import { decodeSnapshot } from '../persistence/snapshot-codec.js';
 import type { GooglePlayAdapter } from '../stores/google/adapter.js';
 import type { GoogleReading } from '../stores/google/normalize.js';
 import { DEFAULT_JOB_TIMING, type JobTiming } from '../domain/job-timing.js';
-import { NotificationInbox } from './notification-inbox.js';
+import { TokenBucket } from '../domain/token-bucket.js';
+import { NotificationInbox, unstorableReason } from './notification-inbox.js';
 import type { PendingProofs } from './pending-proofs.js';
 import type { PurchaseRecorder } from './purchase-recorder.js';
 import type { StoreTaskRunner } from './store-tasks.js';
@@ -16,6 +19,28 @@ import type { StoreTaskRunner } from './store-tasks.js';
 type Row = Record<string, unknown>;
 
 const DAY_MS = 86_400_000;
+
+/**
+ * The decoded `message.data` of one notification. Real ones are a few hundred bytes (the purchase token, the
+ * longest part, is about 150 characters); 8 KiB leaves room for every field at its longest and for new ones.
+ */
+export const MAX_GOOGLE_NOTIFICATION_DATA_BYTES = 8 * 1024;
+/**
+ * The HTTP body of one push, for the /notifications/google route: the Pub/Sub envelope around the data (base64,
+ * a third larger), its ids, publish time and attributes. Pub/Sub itself allows 10 MB messages; a Play
+ * notification never comes close.
+ */
+export const MAX_GOOGLE_PUSH_BYTES = 64 * 1024;
+/**
+ * Unauthenticated pushes per second this instance stores (and asks Google about), and how many at once. Far above
+ * what an app's real notifications need on one instance; beyond it they get 429 and Pub/Sub delivers them again
+ * with backoff, so nothing genuine is lost. Authenticated pushes are not limited.
+ */
+export const UNAUTHENTICATED_PUSHES_PER_SECOND = 10;
+export const UNAUTHENTICATED_PUSH_BURST = 100;
+
+/** Longest values Google sends, with room to spare; beyond them a field is not from Google. */
+const FIELD_LIMITS = { purchaseToken: 4096, packageName: 255, subscriptionId: 200, sku: 200, orderId: 255, version: 32 } as const;
 
 export const SUBSCRIPTION_NOTIFICATION_TYPES: Record<number, string> = {
   1: 'SUBSCRIPTION_RECOVERED',
@@ -58,10 +83,93 @@ export function notificationType(n: DeveloperNotification): string {
 /** Thrown when the store could not be read: the notification stays stored and is processed again later. */
 class RetryLater extends Error {}
 
-export type IntakeResult = { status: 200; duplicate: boolean; outcome: string } | { status: 400; error: string };
+export type IntakeResult =
+  | { status: 200; duplicate: boolean; outcome: string }
+  /** Malformed, or not what a Play notification can be: never stored. */
+  | { status: 400; error: string }
+  /** An unauthenticated push beyond the rate limit: not stored; Pub/Sub delivers it again later. */
+  | { status: 429; error: string; retryAfterSeconds: number };
+
+/** A push envelope that passed every check: safe to store. */
+export interface ParsedPush {
+  messageId: string;
+  notification: DeveloperNotification;
+}
+
+/**
+ * Checks a Pub/Sub push envelope before anything is stored: its shape, the size of the data, every string
+ * storable by PostgreSQL (no U+0000, no lone surrogate), and the known fields of the types and lengths Google
+ * uses. Returns why it is refused, or what to store.
+ */
+export function parsePush(envelope: unknown): ParsedPush | { error: string } {
+  const message = (envelope as { message?: { data?: unknown; messageId?: unknown; message_id?: unknown } } | null)?.message;
+  const messageId = message?.messageId ?? message?.message_id;
+  if (!message || typeof messageId !== 'string' || messageId.length === 0 || messageId.length > 255 || typeof message.data !== 'string') {
+    return { error: 'expected a Pub/Sub push envelope: {"message": {"data": "<base64>", "messageId": "..."}, "subscription": "..."}' };
+  }
+  const idProblem = unstorableReason(messageId);
+  if (idProblem) return { error: `message.messageId ${idProblem}` };
+  // Checked on the encoded text first, so an oversized push is never decoded.
+  const tooLarge = `message.data is larger than a Play notification can be (at most ${MAX_GOOGLE_NOTIFICATION_DATA_BYTES} bytes decoded)`;
+  if (message.data.length > Math.ceil(MAX_GOOGLE_NOTIFICATION_DATA_BYTES / 3) * 4 + 4) return { error: tooLarge };
+  const decoded = Buffer.from(message.data, 'base64');
+  if (decoded.length > MAX_GOOGLE_NOTIFICATION_DATA_BYTES) return { error: tooLarge };
+  let notification: unknown;
+  try {
+    notification = JSON.parse(decoded.toString('utf8'));
+  } catch {
+    return { error: 'message.data is not base64-encoded JSON' };
+  }
+  if (typeof notification !== 'object' || notification === null || Array.isArray(notification)) return { error: 'message.data is not base64-encoded JSON' };
+  const problem = unstorableReason(notification) ?? fieldProblem(notification as Record<string, unknown>);
+  if (problem) return { error: `message.data ${problem}` };
+  return { messageId, notification: notification as DeveloperNotification };
+}
+
+/** The known fields of the types and lengths Google sends; absent (or null) is fine, anything else is not. */
+function fieldProblem(n: Record<string, unknown>): string | null {
+  const absent = (v: unknown) => v === undefined || v === null;
+  const text = (v: unknown, path: string, max: number) =>
+    absent(v) ? null : typeof v !== 'string' ? `${path} is not a string` : v.length > max ? `${path} is longer than ${max} characters` : null;
+  const whole = (v: unknown, path: string) => (absent(v) || Number.isSafeInteger(v) ? null : `${path} is not a whole number`);
+  const object = (v: unknown, path: string) => (absent(v) || (typeof v === 'object' && !Array.isArray(v)) ? null : `${path} is not an object`);
+  const millis = (v: unknown, path: string) =>
+    absent(v) || (typeof v === 'string' && /^\d{1,15}$/.test(v)) || (Number.isSafeInteger(v) && (v as number) >= 0) ? null : `${path} is not a time in milliseconds`;
+  const sub = (n.subscriptionNotification ?? {}) as Record<string, unknown>;
+  const oneTime = (n.oneTimeProductNotification ?? {}) as Record<string, unknown>;
+  const voided = (n.voidedPurchaseNotification ?? {}) as Record<string, unknown>;
+  return (
+    text(n.version, 'version', FIELD_LIMITS.version) ??
+    text(n.packageName, 'packageName', FIELD_LIMITS.packageName) ??
+    millis(n.eventTimeMillis, 'eventTimeMillis') ??
+    object(n.subscriptionNotification, 'subscriptionNotification') ??
+    object(n.oneTimeProductNotification, 'oneTimeProductNotification') ??
+    object(n.voidedPurchaseNotification, 'voidedPurchaseNotification') ??
+    object(n.testNotification, 'testNotification') ??
+    whole(sub.notificationType, 'subscriptionNotification.notificationType') ??
+    text(sub.purchaseToken, 'subscriptionNotification.purchaseToken', FIELD_LIMITS.purchaseToken) ??
+    text(sub.subscriptionId, 'subscriptionNotification.subscriptionId', FIELD_LIMITS.subscriptionId) ??
+    whole(oneTime.notificationType, 'oneTimeProductNotification.notificationType') ??
+    text(oneTime.purchaseToken, 'oneTimeProductNotification.purchaseToken', FIELD_LIMITS.purchaseToken) ??
+    text(oneTime.sku, 'oneTimeProductNotification.sku', FIELD_LIMITS.sku) ??
+    text(voided.purchaseToken, 'voidedPurchaseNotification.purchaseToken', FIELD_LIMITS.purchaseToken) ??
+    text(voided.orderId, 'voidedPurchaseNotification.orderId', FIELD_LIMITS.orderId) ??
+    whole(voided.productType, 'voidedPurchaseNotification.productType') ??
+    whole(voided.refundType, 'voidedPurchaseNotification.refundType')
+  );
+}
+
+export interface GoogleIntakeOptions {
+  /** Whether pushes must carry a verified Pub/Sub token (GOOGLE_PUBSUB_AUDIENCE); off is logged at start-up. */
+  pushAuthenticationConfigured: boolean;
+  /** Monotonic milliseconds for the rate limit (the injected clock may stand still in tests). */
+  monotonicMs?: () => number;
+}
 
 export class GoogleNotifications {
   private readonly inbox: NotificationInbox<DeveloperNotification>;
+  private readonly monotonicMs: () => number;
+  private readonly unauthenticatedPushes: TokenBucket;
 
   constructor(
     private readonly orm: Orm,
@@ -72,27 +180,39 @@ export class GoogleNotifications {
     private readonly clock: () => Date,
     private readonly log: Logger,
     timing: JobTiming = DEFAULT_JOB_TIMING,
+    options: GoogleIntakeOptions = { pushAuthenticationConfigured: false },
   ) {
     this.inbox = new NotificationInbox(orm, 'PLAY_STORE', clock, timing);
+    this.monotonicMs = options.monotonicMs ?? (() => performance.now());
+    this.unauthenticatedPushes = new TokenBucket(UNAUTHENTICATED_PUSHES_PER_SECOND, UNAUTHENTICATED_PUSH_BURST, this.monotonicMs());
+    if (!options.pushAuthenticationConfigured) {
+      log.warn(
+        { setting: 'GOOGLE_PUBSUB_AUDIENCE', perSecond: UNAUTHENTICATED_PUSHES_PER_SECOND, burst: UNAUTHENTICATED_PUSH_BURST },
+        'Google push authentication is off (GOOGLE_PUBSUB_AUDIENCE not set): anyone can post to /notifications/google. ' +
+          'Such pushes never grant or revoke anything by themselves (purchases are re-read from Google, refunds need the ' +
+          `Voided Purchases API), but they are limited to ${UNAUTHENTICATED_PUSHES_PER_SECOND}/s per instance (burst ` +
+          `${UNAUTHENTICATED_PUSH_BURST}); beyond that they get 429. Enable authentication on the Pub/Sub push subscription ` +
+          'and set GOOGLE_PUBSUB_AUDIENCE and GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL.',
+      );
+    }
   }
 
   /**
-   * Takes a Pub/Sub push envelope. Malformed input: 400. Stored (or already stored): 200, whatever processing
-   * does next. A database failure throws, so the endpoint answers 5xx and Pub/Sub delivers it again.
+   * Takes a Pub/Sub push envelope. Malformed, or not what a Play notification can be: 400. An unauthenticated
+   * push over the rate limit: 429. Stored (or already stored): 200, whatever processing does next. A database
+   * failure throws, so the endpoint answers 5xx and Pub/Sub delivers it again.
    */
   async intake(envelope: unknown, authenticated: boolean): Promise<IntakeResult> {
-    const message = (envelope as { message?: { data?: unknown; messageId?: unknown; message_id?: unknown } } | null)?.message;
-    const messageId = message?.messageId ?? message?.message_id;
-    if (!message || typeof messageId !== 'string' || messageId.length === 0 || messageId.length > 255 || typeof message.data !== 'string') {
-      return { status: 400, error: 'expected a Pub/Sub push envelope: {"message": {"data": "<base64>", "messageId": "..."}, "subscription": "..."}' };
+    const parsed = parsePush(envelope);
+    if ('error' in parsed) return { status: 400, error: parsed.error };
+    // Checked after parsing (garbage costs no token) and before anything is stored or Google is asked.
+    if (!authenticated) {
+      const taken = this.unauthenticatedPushes.take(this.monotonicMs());
+      if (!taken.ok) {
+        return { status: 429, error: `too many unauthenticated pushes (more than ${UNAUTHENTICATED_PUSHES_PER_SECOND}/s); deliver it again later`, retryAfterSeconds: taken.retryAfterSeconds };
+      }
     }
-    let notification: DeveloperNotification;
-    try {
-      notification = JSON.parse(Buffer.from(message.data, 'base64').toString('utf8')) as DeveloperNotification;
-      if (typeof notification !== 'object' || notification === null || Array.isArray(notification)) throw new Error('not an object');
-    } catch {
-      return { status: 400, error: 'message.data is not base64-encoded JSON' };
-    }
+    const { messageId, notification } = parsed;
     const id = await this.inbox.receive(messageId, notificationType(notification), notification, authenticated);
     if (id === null) return { status: 200, duplicate: true, outcome: 'already received' };
     const outcome = await this.processOne(id, notification, 1, authenticated);
@@ -113,8 +233,10 @@ export class GoogleNotifications {
       return outcome;
     } catch (err) {
       if (!(err instanceof RetryLater)) this.log.error({ err, notification: id }, 'processing a Google notification failed; it will be retried');
-      await this.inbox.retryLater(id, attempts, (err as Error).message);
-      return 'kept for retry';
+      const next = await this.inbox.retryLater(id, attempts, (err as Error).message);
+      if (next === 'RETRY_LATER') return 'kept for retry';
+      this.log.error({ notification: id, attempts, error: (err as Error).message }, 'a Google notification kept failing: parked as FAILED, not retried');
+      return `failed after ${attempts} attempts`;
     }
   }
 
@@ -144,8 +266,10 @@ export class GoogleNotifications {
         if (authenticated) await this.revoke(purchaseToken, null, eventTime, 'REVOKED');
         else await this.revokeIfListed(packageName, purchaseToken, null, eventTime);
       }
-      const productId = subscriptionId ?? (await this.storedProductOf(purchaseToken)) ?? (await this.lookUpSubscriptionProduct(packageName, purchaseToken));
-      return this.reread(packageName, productId, purchaseToken);
+      const product = subscriptionId ?? (await this.storedProductOf(purchaseToken)) ?? (await this.lookUpSubscriptionProduct(packageName, purchaseToken));
+      // Google refused the token outright: there is nothing to re-read.
+      if (typeof product !== 'string') return this.applyReading(product, purchaseToken);
+      return this.reread(packageName, product, purchaseToken);
     }
     if (n.oneTimeProductNotification?.purchaseToken && n.oneTimeProductNotification.sku) {
       return this.reread(packageName, n.oneTimeProductNotification.sku, n.oneTimeProductNotification.purchaseToken);
@@ -165,8 +289,11 @@ export class GoogleNotifications {
         if (reading.reason === 'PURCHASE_PENDING') return 'payment still pending';
         throw new RetryLater(reading.message);
       }
+      // Google's answer is final: retrying cannot change it. Only a kept proof of the token has anything to close;
+      // otherwise (a forged or foreign token, typically) the notification changed nothing.
       const owner = await this.pending.ownerOfToken(token);
-      if (owner) await this.pending.resolveGoogleToken(token, 'REJECTED', reading.reason);
+      if (!owner) return `ignored: rejected by Google (${reading.reason}), and no kept proof was waiting for it`;
+      await this.pending.resolveGoogleToken(token, 'REJECTED', reading.reason);
       return `rejected by Google: ${reading.reason}`;
     }
     const owner = await this.ownerOf(token, reading.purchase.orderToken, reading.purchase.previousLineageToken);
@@ -287,11 +414,12 @@ export class GoogleNotifications {
     return (row?.product_id as string | undefined) ?? null;
   }
 
-  private async lookUpSubscriptionProduct(packageName: string, token: string): Promise<string> {
+  /** The token's product, or Google's final refusal of the token (unknown to Google, or refused as invalid). */
+  private async lookUpSubscriptionProduct(packageName: string, token: string): Promise<string | GoogleReading> {
     const found = await this.adapter.subscriptionProductId(packageName, token);
     if ('productId' in found) return found.productId;
     if (found.kind === 'UNAVAILABLE' || found.kind === 'AUTH') throw new RetryLater(found.message);
-    throw new Error(`cannot tell the product of subscription token: ${found.message}`);
+    return { status: 'REJECTED', reason: 'INVALID_PURCHASE_TOKEN', message: `Google refused the subscription token: ${found.message}` };
   }
 }
 
