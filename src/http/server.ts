@@ -15,6 +15,8 @@ import { jitGateway } from '../graphql/jit-executor.js';
 import { limitsPlugin } from '../graphql/limits.js';
 import { isDatabaseUnavailable } from '../persistence/database-errors.js';
 import type { Services } from '../services/container.js';
+import { MAX_APPLE_NOTIFICATION_BYTES } from '../services/apple-notifications.js';
+import { MAX_GOOGLE_PUSH_BYTES } from '../services/google-notifications.js';
 import type { Metrics } from './metrics.js';
 import type { MetricsAccess } from './monitoring.js';
 
@@ -44,10 +46,6 @@ export interface HttpServerOptions {
 export const MAX_GRAPHQL_BODY_BYTES = 6 * 1024 * 1024;
 const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics', '/notifications/google', '/notifications/apple'];
 const MAX_QUERY_CHARS = 100_000;
-/** A Pub/Sub push envelope: a real-time developer notification is a few hundred bytes, plus attributes. */
-export const MAX_GOOGLE_PUSH_BYTES = 64 * 1024;
-/** An App Store notification: a signed payload with a signed transaction and renewal info, each with its chain. */
-export const MAX_APPLE_NOTIFICATION_BYTES = 256 * 1024;
 /** What a client that went away before its answer is counted as (nginx's "client closed request"). */
 const CLIENT_CLOSED = 499;
 /** Seconds a client is asked to wait after a 503 (database or capacity). */
@@ -249,7 +247,8 @@ export class HttpServer {
     const result = await handler.intake(envelope, this.o.pubsubVerifier !== null);
     if (result.status === 429) {
       // Unauthenticated pushes over the instance's rate: Pub/Sub retries a 429 with backoff, so nothing is lost.
-      this.o.log.warn({ requestId }, 'unauthenticated Google notification pushes over the rate limit');
+      // Debug only: a flood would otherwise write a warning per push (iap_http_requests_total counts the 429s).
+      this.o.log.debug({ requestId }, 'unauthenticated Google notification push over the rate limit');
       res.setHeader('retry-after', String(result.retryAfterSeconds));
       return sendJson(res, 429, { error: result.error });
     }
@@ -445,7 +444,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 /** The client closed its connection (aborted upload, gave up waiting): not a server error. */
 function clientWentAway(req: IncomingMessage, res: ServerResponse, err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
-  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || ((req.destroyed || res.destroyed) && !res.writableFinished);
+  // Not req.destroyed: a request whose body was read to the end is destroyed too, and must still get its answer.
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || ((req.socket?.destroyed || res.destroyed) && !res.writableFinished);
 }
 
 /** A database error for a warning line: what failed, without a stack per request during an outage. */
