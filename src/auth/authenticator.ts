@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { AuthConfig } from '../config/config.js';
 import { AppError } from '../domain/errors.js';
+import { MAX_ID_CHARS, unstorableText } from '../domain/text-rules.js';
 
 export type Principal = { kind: 'server' } | { kind: 'user'; appUserId: string };
 
@@ -57,6 +58,9 @@ export class Authenticator {
         ? await jwtVerify(token, this.secret, { ...options, algorithms: ['HS256'] })
         : await jwtVerify(token, this.jwks!, { ...options, algorithms: ['RS256', 'ES256', 'PS256', 'EdDSA'] });
       if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('token has no sub');
+      // The subject is the appUserId: held to the same rules as one sent as an argument.
+      const problem = payload.sub.length > MAX_ID_CHARS ? `is longer than ${MAX_ID_CHARS} characters` : unstorableText(payload.sub);
+      if (problem) throw new Error(`"sub" is not a valid appUserId: it ${problem}`);
       return payload.sub;
     } catch (err) {
       throw new AppError('UNAUTHENTICATED', `invalid token: ${(err as Error).message}`);

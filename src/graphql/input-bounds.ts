@@ -1,6 +1,6 @@
 // Bounds every string and list a caller can send, for every field, variable value and operation: one check
 // before execution instead of a validator per argument, so a new argument is bounded the day it is added.
-// NUL characters are refused anywhere (PostgreSQL cannot store them in text), and each string is held to the
+// NUL characters and lone surrogates are refused anywhere (PostgreSQL cannot store them faithfully), and each string is held to the
 // limit of the place it is used in: the default fits the database's varchar(255) ids, the listed places are
 // the store proofs, which are larger by nature.
 import {
@@ -15,15 +15,19 @@ import {
   valueFromAST,
   visit,
   visitWithTypeInfo,
+  Kind,
   type ArgumentNode,
+  type ASTNode,
+  type FragmentDefinitionNode,
   type DocumentNode,
   type GraphQLInputType,
   type GraphQLSchema,
   type OperationDefinitionNode,
 } from 'graphql';
+import { MAX_ID_CHARS, unstorableText } from '../domain/text-rules.js';
 
 /** Characters any string input may have unless its place is listed below (ids, names, keys, cursors). */
-export const DEFAULT_MAX_STRING = 255;
+export const DEFAULT_MAX_STRING = MAX_ID_CHARS;
 /** Items any list input may have unless listed below. */
 export const DEFAULT_MAX_LIST = 100;
 
@@ -35,7 +39,8 @@ export const STRING_LIMITS: Readonly<Record<string, number>> = {
   'AppleProofInput.appReceipt': 4_000_000,
   'AppleProofInput.signedTransaction': 65_536,
   'AppleProofInput.transactionId': 64,
-  'GoogleProofInput.purchaseToken': 4096,
+  // Kept proofs are keyed by "token:" + the token in a varchar(600); Play's tokens are about 150 characters.
+  'GoogleProofInput.purchaseToken': 512,
   'GoogleProofInput.originalJson': 65_536,
   'GoogleProofInput.signature': 4096,
   'GrantPromotionalInput.reason': 500,
@@ -55,6 +60,20 @@ interface ArgumentSite {
   usesVariables: boolean;
 }
 
+/** What one operation of a document needs checked on each request. */
+interface Plan {
+  sites: ArgumentSite[];
+  /** Refused whatever the variables (a literal over its bound): the same answer every time. */
+  refusal: InputBoundsError | null;
+  /**
+   * Every variable is a built-in scalar used directly as an argument (the apps' queries): each value is checked
+   * where it stands, without coercing the variables twice (execution coerces them).
+   */
+  direct: { variable: string; place: string; defaultValue: unknown }[] | null;
+}
+
+const BUILT_IN_SCALARS = new Set(['String', 'ID', 'Int', 'Float', 'Boolean']);
+
 export class InputBoundsError extends GraphQLError {
   constructor(problems: string[]) {
     super(`invalid input: ${problems.join('; ')}`, { extensions: { code: 'BAD_USER_INPUT', problems, http: { status: 400 } } });
@@ -63,65 +82,125 @@ export class InputBoundsError extends GraphQLError {
 
 /** Checks one request's input against the bounds; throws InputBoundsError listing what is wrong. */
 export class InputBounds {
-  private readonly sites = new WeakMap<DocumentNode, Map<string, ArgumentSite[]>>();
+  private readonly plans = new WeakMap<DocumentNode, Map<string, Plan>>();
 
   constructor(private readonly schema: GraphQLSchema) {}
 
   check(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown> | undefined): void {
+    const values = variables ?? {};
     const problems: string[] = [];
     // Raw values first: a NUL or an oversized string is refused whatever type it was sent for (and before the
     // coercion below copies it).
-    scanRaw(variables ?? {}, '$', problems);
+    scanRaw(values, '$', problems);
     if (problems.length > 0) throw new InputBoundsError(problems.slice(0, 10));
-    const sites = this.sitesOf(document, operation);
+    const plan = this.planOf(document, operation);
+    if (plan.refusal) throw plan.refusal;
     if (!operation.variableDefinitions?.length) return;
-    // Coerced as execution will coerce them, so each value is checked at the type of the place it is used in
-    // (and the depth and cost estimates, which need coercible variables, never see values that are not).
-    const coerced = getVariableValues(this.schema, operation.variableDefinitions, variables ?? {}, { maxErrors: 10 });
-    if (coerced.errors) {
-      throw new GraphQLError(coerced.errors.map((e) => e.message).join('; '), { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+    if (plan.direct) {
+      for (const { variable, place, defaultValue } of plan.direct) {
+        const value = variable in values ? values[variable] : defaultValue;
+        if (typeof value === 'string') checkString(value, place, problems);
+      }
+      if (problems.length > 0) throw new InputBoundsError(problems.slice(0, 10));
+      return;
     }
-    const withVariables = sites.filter((s) => s.usesVariables);
-    for (const site of withVariables) checkValue(valueFromAST(site.node.value, site.type, coerced.coerced), site.type, site.place, problems);
+    // Coerced as execution will coerce them, so each value is checked at the type of the place it is used in.
+    const coerced = getVariableValues(this.schema, operation.variableDefinitions, values, { maxErrors: 10 });
+    if (coerced.errors) throw new InputBoundsError(coerced.errors.map((e) => e.message));
+    for (const site of plan.sites) {
+      if (!site.usesVariables) continue;
+      const value = valueFromAST(site.node.value, site.type, coerced.coerced);
+      // A nullable variable sent as null where its argument or input field needs a value: graphql-jit does not
+      // check that inside input literals, and nothing below it could be bounded.
+      if (value === undefined) problems.push(`${site.place}: a variable's value does not fit here (null where a value is required)`);
+      else checkValue(value, site.type, site.place, problems);
+    }
     if (problems.length > 0) throw new InputBoundsError(problems.slice(0, 10));
   }
 
-  private sitesOf(document: DocumentNode, operation: OperationDefinitionNode): ArgumentSite[] {
-    let byOperation = this.sites.get(document);
-    if (!byOperation) this.sites.set(document, (byOperation = new Map()));
+  private planOf(document: DocumentNode, operation: OperationDefinitionNode): Plan {
+    let byOperation = this.plans.get(document);
+    if (!byOperation) this.plans.set(document, (byOperation = new Map()));
     const key = operation.name?.value ?? '';
-    let sites = byOperation.get(key);
-    if (sites) return sites;
-    sites = [];
-    const found = sites;
+    let plan = byOperation.get(key);
+    if (!plan) byOperation.set(key, (plan = this.makePlan(document, operation)));
+    return plan;
+  }
+
+  private makePlan(document: DocumentNode, operation: OperationDefinitionNode): Plan {
+    const sites: ArgumentSite[] = [];
     const typeInfo = new TypeInfo(this.schema);
-    // The whole document: fragments are part of the operation that spreads them (validation ensures each is used).
-    const definitions = document.definitions.filter((d) => d === operation || d.kind === 'FragmentDefinition');
-    for (const definition of definitions) {
+    for (const definition of [operation, ...spreadFragments(document, operation)]) {
       visit(
         definition,
         visitWithTypeInfo(typeInfo, {
           Argument(node) {
             const arg = typeInfo.getArgument();
+            const directive = typeInfo.getDirective();
             const field = typeInfo.getFieldDef();
             const parent = typeInfo.getParentType();
-            if (!arg || !field || !parent) return;
+            if (!arg) return;
+            const where = directive ? `@${directive.name}` : field && parent ? `${parent.name}.${field.name}` : null;
+            if (!where) return;
             let usesVariables = false;
             visit(node.value, { Variable: () => void (usesVariables = true) });
-            found.push({ place: `${parent.name}.${field.name}.${arg.name}`, type: arg.type, node, usesVariables });
+            sites.push({ place: `${where}.${arg.name}`, type: arg.type, node, usesVariables });
           },
         }),
       );
     }
     const literalProblems: string[] = [];
     for (const site of sites) if (!site.usesVariables) checkValue(valueFromAST(site.node.value, site.type, {}), site.type, site.place, literalProblems);
-    if (literalProblems.length > 0) {
-      // Not cached: the same document always fails the same way, and is cheap to refuse again.
-      throw new InputBoundsError(literalProblems.slice(0, 10));
-    }
-    byOperation.set(key, sites);
-    return sites;
+    const refusal = literalProblems.length > 0 ? new InputBoundsError(literalProblems.slice(0, 10)) : null;
+    return { sites, refusal, direct: directUses(operation, sites) };
   }
+}
+
+/** The fragments an operation spreads, directly or through other fragments. */
+function spreadFragments(document: DocumentNode, operation: OperationDefinitionNode): FragmentDefinitionNode[] {
+  const byName = new Map<string, FragmentDefinitionNode>();
+  for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) byName.set(d.name.value, d);
+  const found = new Map<string, FragmentDefinitionNode>();
+  const pending: ASTNode[] = [operation];
+  while (pending.length > 0) {
+    visit(pending.pop()!, {
+      FragmentSpread(node) {
+        const fragment = byName.get(node.name.value);
+        if (fragment && !found.has(node.name.value)) {
+          found.set(node.name.value, fragment);
+          pending.push(fragment);
+        }
+      },
+    });
+  }
+  return [...found.values()];
+}
+
+/** Where each variable stands, when every variable is a built-in scalar used directly as an argument; else null. */
+function directUses(operation: OperationDefinitionNode, sites: ArgumentSite[]): Plan['direct'] {
+  const definitions = operation.variableDefinitions ?? [];
+  for (const d of definitions) {
+    const type = d.type.kind === Kind.NON_NULL_TYPE ? d.type.type : d.type;
+    if (type.kind !== Kind.NAMED_TYPE || !BUILT_IN_SCALARS.has(type.name.value)) return null;
+  }
+  const uses: NonNullable<Plan['direct']> = [];
+  for (const site of sites) {
+    if (!site.usesVariables) continue;
+    if (site.node.value.kind !== Kind.VARIABLE) return null;
+    const name = site.node.value.name.value;
+    const definition = definitions.find((d) => d.variable.name.value === name);
+    if (!definition) return null;
+    const defaultValue = definition.defaultValue?.kind === Kind.STRING ? definition.defaultValue.value : undefined;
+    uses.push({ variable: name, place: site.place, defaultValue });
+  }
+  return uses;
+}
+
+function checkString(value: string, place: string, problems: string[]): void {
+  const max = STRING_LIMITS[place] ?? DEFAULT_MAX_STRING;
+  if (value.length > max) problems.push(`${place}: at most ${max} characters (got ${value.length})`);
+  const unstorable = unstorableText(value);
+  if (unstorable) problems.push(`${place}: ${unstorable}`);
 }
 
 function checkValue(value: unknown, type: GraphQLInputType, place: string, problems: string[]): void {
@@ -135,6 +214,7 @@ function checkValue(value: unknown, type: GraphQLInputType, place: string, probl
     return;
   }
   if (isInputObjectType(nullable)) {
+    if (typeof value !== 'object' || Array.isArray(value)) return;
     const fields = nullable.getFields();
     for (const [name, fieldValue] of Object.entries(value as Record<string, unknown>)) {
       const field = fields[name];
@@ -143,18 +223,15 @@ function checkValue(value: unknown, type: GraphQLInputType, place: string, probl
     return;
   }
   const named = getNamedType(nullable);
-  if (isScalarType(named) && typeof value === 'string') {
-    const max = STRING_LIMITS[place] ?? DEFAULT_MAX_STRING;
-    if (value.length > max) problems.push(`${place}: at most ${max} characters (got ${value.length})`);
-    if (value.includes('\u0000')) problems.push(`${place}: must not contain NUL characters`);
-  }
+  if (isScalarType(named) && typeof value === 'string') checkString(value, place, problems);
 }
 
 /** NUL characters and strings longer than any place accepts, anywhere in the raw variables (keys too). */
 function scanRaw(value: unknown, path: string, problems: string[], depth = 0): void {
   if (problems.length >= 10) return;
   if (typeof value === 'string') {
-    if (value.includes('\u0000')) problems.push(`${path}: must not contain NUL characters`);
+    const unstorable = unstorableText(value);
+    if (unstorable) problems.push(`${path}: ${unstorable}`);
     else if (value.length > LARGEST_STRING) problems.push(`${path}: at most ${LARGEST_STRING} characters (got ${value.length})`);
     return;
   }
@@ -173,7 +250,7 @@ function scanRaw(value: unknown, path: string, problems: string[], depth = 0): v
     return;
   }
   for (const [key, item] of Object.entries(value)) {
-    if (key.includes('\u0000')) problems.push(`${path}: a key must not contain NUL characters`);
+    if (unstorableText(key)) problems.push(`${path}: a key ${unstorableText(key)}`);
     scanRaw(item, `${path}.${key}`, problems, depth + 1);
   }
 }

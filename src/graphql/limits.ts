@@ -96,16 +96,19 @@ export function limitsPlugin<C extends object>(schema: GraphQLSchema, limits: { 
   const bounds = new InputBounds(schema);
   // Apollo hands out the same DocumentNode for the same query text, so each distinct query is measured once.
   const verdicts = new WeakMap<DocumentNode, Map<string, string | null>>();
-  // Variables are only needed to be coercible (checked by the bounds first): no estimate depends on their values.
-  const measure = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null => {
+  // No estimate reads a variable's value; the estimator only needs them coercible. A value it cannot coerce is
+  // the caller's input, answered as such and never kept as the document's verdict.
+  const measure = (document: DocumentNode, operationName: string | undefined, variables: Record<string, unknown>): string | null | GraphQLError => {
     const depth = queryDepth(document, operationName);
     if (depth > limits.maxDepth) return `query depth ${depth} exceeds the limit of ${limits.maxDepth}`;
     let cost: number;
     try {
       cost = queryComplexity(schema, document, operationName, variables);
     } catch (err) {
+      const message = (err as Error).message;
+      if (/^(Variable|Argument) "/.test(message)) return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
       // The estimator refuses documents beyond its own node limit: that is the same verdict.
-      return `query too complex to estimate: ${(err as Error).message}`;
+      return `query too complex to estimate: ${message}`;
     }
     return cost > limits.maxComplexity ? `query complexity ${cost} exceeds the limit of ${limits.maxComplexity}` : null;
   };
@@ -127,7 +130,11 @@ export function limitsPlugin<C extends object>(schema: GraphQLSchema, limits: { 
           if (!byName) verdicts.set(document, (byName = new Map()));
           const key = name ?? '';
           let verdict = byName.get(key);
-          if (verdict === undefined) byName.set(key, (verdict = measure(document, name, request.variables ?? {})));
+          if (verdict === undefined) {
+            const measured = measure(document, name, request.variables ?? {});
+            if (measured instanceof GraphQLError) throw measured;
+            byName.set(key, (verdict = measured));
+          }
           if (verdict) throw refuse(verdict, 'QUERY_TOO_COMPLEX');
         },
       };

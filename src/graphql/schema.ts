@@ -8,7 +8,8 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2
 
 function parseDateTime(value: string): Date {
   const date = new Date(value);
-  if (!ISO_8601.test(value) || Number.isNaN(date.getTime())) {
+  // Year 0 parses here but PostgreSQL has none (1 BC comes before 1 AD).
+  if (!ISO_8601.test(value) || Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1) {
     throw new GraphQLError(`DateTime must be ISO 8601 with a time zone, e.g. 2026-01-31T12:00:00Z (got "${value}")`, {
       extensions: { code: 'BAD_USER_INPUT' },
     });

@@ -158,7 +158,7 @@ export class GoogleProofInput {
   productId!: string;
 
   @Field(() => String)
-  @Length(1, 4096)
+  @Length(1, 512)
   purchaseToken!: string;
 
   @Field(() => String, { nullable: true, description: 'Purchase.getOriginalJson(), byte for byte.' })

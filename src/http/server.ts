@@ -50,8 +50,6 @@ const MAX_QUERY_CHARS = 100_000;
 const CLIENT_CLOSED = 499;
 /** Seconds a client is asked to wait after a 503 (database or capacity). */
 const RETRY_AFTER_SECONDS = 5;
-/** An oversized body is drained this long before its connection is cut (so the client can read the 413). */
-const DRAIN_MS = 2_000;
 
 /** An answer already sent while reading a body (413, 503): the handler just returns. */
 const ANSWERED = Symbol('answered');
@@ -143,8 +141,9 @@ export class HttpServer {
       else if (path === '/notifications/apple') await this.appleNotification(req, res, requestId);
       else sendJson(res, 404, { error: 'not found', paths: ROUTES.filter((r) => r !== '/metrics' || this.o.metricsAccess !== 'none') });
     } catch (err) {
-      if (clientWentAway(req, res, err)) {
-        this.o.log.debug({ requestId }, 'client closed the connection before the answer');
+      if (clientWentAway(req, res)) {
+        // Nothing can be answered (an aborted upload ends here too, with a reset code like a database's).
+        this.o.log.debug({ requestId, err: summary(err) }, 'client closed the connection before the answer');
       } else if (isDatabaseUnavailable(err)) {
         // Store notifications land here: the 503 makes Apple and Pub/Sub deliver them again.
         this.o.log.warn({ err: summary(err), requestId }, 'database unavailable');
@@ -314,15 +313,15 @@ export class HttpServer {
    */
   private async readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<string | typeof ANSWERED> {
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > maxBytes) return this.refuseBody(req, res, 413, maxBytes);
+    if (declared > maxBytes) return this.refuseBody(res, 413, maxBytes);
     const chunks: Buffer[] = [];
     let size = 0;
     try {
       for await (const chunk of req) {
         size += (chunk as Buffer).length;
         this.bufferedBytes += (chunk as Buffer).length;
-        if (size > maxBytes) return this.refuseBody(req, res, 413, maxBytes);
-        if (this.bufferedBytes > this.o.maxBufferedBodyBytes) return this.refuseBody(req, res, 503, maxBytes);
+        if (size > maxBytes) return this.refuseBody(res, 413, maxBytes);
+        if (this.bufferedBytes > this.o.maxBufferedBodyBytes) return this.refuseBody(res, 503, maxBytes);
         chunks.push(chunk as Buffer);
       }
     } finally {
@@ -331,7 +330,7 @@ export class HttpServer {
     return Buffer.concat(chunks).toString('utf8');
   }
 
-  private refuseBody(req: IncomingMessage, res: ServerResponse, status: 413 | 503, maxBytes: number): typeof ANSWERED {
+  private refuseBody(res: ServerResponse, status: 413 | 503, maxBytes: number): typeof ANSWERED {
     res.setHeader('connection', 'close');
     if (status === 503) {
       res.setHeader('retry-after', '1');
@@ -342,14 +341,6 @@ export class HttpServer {
         ? { message: `request body larger than ${maxBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }
         : { message: 'the server is reading too many request bodies at once; try again shortly', extensions: { code: 'SERVICE_UNAVAILABLE' } };
     sendJson(res, status, { errors: [error] });
-    // Drain what the client is still sending so it reads the answer instead of a reset, then cut the connection.
-    const socket = req.socket;
-    res.once('finish', () => {
-      const cut = setTimeout(() => socket.destroy(), DRAIN_MS);
-      cut.unref();
-      req.once('end', () => clearTimeout(cut));
-      req.resume();
-    });
     return ANSWERED;
   }
 
@@ -365,7 +356,11 @@ export class HttpServer {
                 log.warn({ err: summary(original), requestId: contextValue.requestId, path: error.path }, 'database unavailable');
                 continue;
               }
-              const expected = original instanceof AppError || original instanceof ArgumentValidationError || (error.extensions?.code && error.extensions.code !== 'INTERNAL_SERVER_ERROR');
+              const expected =
+                original instanceof AppError ||
+                original instanceof ArgumentValidationError ||
+                (error.extensions?.code && error.extensions.code !== 'INTERNAL_SERVER_ERROR') ||
+                isClientRefusal(error);
               if (!expected) log.error({ err: original, requestId: contextValue.requestId, path: error.path }, 'unexpected error in resolver');
             }
           },
@@ -400,11 +395,14 @@ export class HttpServer {
       return { message: 'the database is unavailable; try again shortly', path: formatted.path, locations: formatted.locations, extensions: { code: 'SERVICE_UNAVAILABLE' } };
     }
     const code = formatted.extensions?.code;
+    // Apollo's own wording names Apollo and how to configure it: say what the caller needs to know.
+    if (code === 'GRAPHQL_VALIDATION_FAILED' && /introspection is not allowed/i.test(formatted.message)) {
+      return { ...formatted, message: 'introspection is turned off on this server (GRAPHQL_INTROSPECTION); the schema is published as schema.graphql' };
+    }
     if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') return formatted;
     // Apollo refuses some requests with an HTTP 4xx and no code (a persisted query whose hash does not match,
     // an unsupported version): the caller's fault, not a bug.
-    const httpStatus = ((error as { extensions?: { http?: { status?: number } } } | null)?.extensions?.http?.status ?? 0);
-    if (httpStatus >= 400 && httpStatus < 500) return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_REQUEST' } };
+    if (isClientRefusal(error)) return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_REQUEST' } };
     // Logged with the request id by errorMetricsPlugin; the caller sees nothing of the internals.
     return { message: 'internal error', path: formatted.path, locations: formatted.locations, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   }
@@ -441,11 +439,19 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-/** The client closed its connection (aborted upload, gave up waiting): not a server error. */
-function clientWentAway(req: IncomingMessage, res: ServerResponse, err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  // Not req.destroyed: a request whose body was read to the end is destroyed too, and must still get its answer.
-  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || ((req.socket?.destroyed || res.destroyed) && !res.writableFinished);
+/** An error Apollo raised with an HTTP 4xx and no code (a persisted query whose hash does not match, ...). */
+function isClientRefusal(error: unknown): boolean {
+  const status = (error as { extensions?: { http?: { status?: number } } } | null)?.extensions?.http?.status ?? 0;
+  return status >= 400 && status < 500;
+}
+
+/**
+ * The client closed its connection (aborted upload, gave up waiting): not a server error. Decided by the socket,
+ * not the error: a database or store connection reset has the same code. (Not req.destroyed either: a request
+ * whose body was read to the end is destroyed too, and must still get its answer.)
+ */
+function clientWentAway(req: IncomingMessage, res: ServerResponse): boolean {
+  return (req.socket?.destroyed ?? true) && !res.writableFinished;
 }
 
 /** A database error for a warning line: what failed, without a stack per request during an outage. */
@@ -454,11 +460,14 @@ function summary(err: unknown): { message: string; code?: string } {
   return { message: String(e?.message ?? err).slice(0, 300), code: e?.code };
 }
 
-/** Host header names a loopback address (with or without a port). */
+/** Host header names a loopback address, with or without a port (`localhost`, `127.x.y.z`, `[::1]`). */
 export function isLoopbackHost(host: string | undefined): boolean {
   if (!host) return false;
-  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
-  return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+  const match = /^(?:\[(::1)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(host.toLowerCase());
+  if (!match) return false;
+  if (match[1]) return true;
+  const name = match[2]!.replace(/\.$/, '');
+  return name === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());

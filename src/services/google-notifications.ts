@@ -40,7 +40,7 @@ export const UNAUTHENTICATED_PUSHES_PER_SECOND = 10;
 export const UNAUTHENTICATED_PUSH_BURST = 100;
 
 /** Longest values Google sends, with room to spare; beyond them a field is not from Google. */
-const FIELD_LIMITS = { purchaseToken: 4096, packageName: 255, subscriptionId: 200, sku: 200, orderId: 255, version: 32 } as const;
+const FIELD_LIMITS = { purchaseToken: 512, packageName: 255, subscriptionId: 200, sku: 200, orderId: 255, version: 32 } as const;
 
 export const SUBSCRIPTION_NOTIFICATION_TYPES: Record<number, string> = {
   1: 'SUBSCRIPTION_RECOVERED',

@@ -8,6 +8,11 @@ import type { PurchaseProof } from '../stores/adapter.js';
 import { DEFAULT_JOB_TIMING, leaseEnd, nextAttemptAt, type JobTiming } from '../domain/job-timing.js';
 
 type Row = Record<string, unknown>;
+/** Runs one SQL statement: the ORM's connection, or the entity manager of an open transaction. */
+type Sql = { execute(sql: string, params: unknown[]): Promise<unknown> };
+
+/** Advisory lock class of a customer's kept proofs (the key within it is a hash of the appUserId). */
+const PENDING_PROOF_LOCK = 735_120;
 
 export interface PendingProofRow {
   id: string;
@@ -31,12 +36,20 @@ const MAX_KEPT_RECEIPT_CHARS = 100_000;
 
 /**
  * Automatic verifications of one kept proof before the retry job gives up on it (with the default backoff, 1 minute
- * doubling to 6 hours, about three days). It is kept, refused with its last reason, and verified again whenever it
- * is submitted again: apps resubmit unfinished transactions at every launch.
+ * doubling to 6 hours, about two weeks). It is kept, refused with its last reason, and verified again whenever it
+ * is submitted again: apps resubmit unfinished transactions at every launch. A proof held back by this server's own
+ * settings (STORE_AUTH_FAILED, a store not configured) is never given up on: it is not the proof's fault.
  */
-export const MAX_AUTOMATIC_ATTEMPTS = 20;
-/** Proofs one customer may have waiting for their store at once: beyond it a new one is refused, not kept. */
+export const MAX_AUTOMATIC_ATTEMPTS = 60;
+/**
+ * Proofs one customer may have waiting for one store that could not answer yet: beyond it a new one is refused,
+ * not kept. Payments the store itself reports as pending, and granted proofs kept for a re-check, do not count.
+ */
 export const MAX_PENDING_PROOFS_PER_CUSTOMER = 20;
+/** Reasons a proof waits because its store could not answer: what the per-customer caps count. */
+const WAITING_FOR_STORE = ['VERIFYING', 'STORE_UNAVAILABLE', 'STORE_AUTH_FAILED'];
+/** Refused proofs kept per customer for support, newest first: a flood of garbage replaces itself, not the disk. */
+export const MAX_REFUSED_PROOFS_PER_CUSTOMER = 50;
 /** Bytes of proof text one customer may have waiting for their store (a legacy receipt can be 4 MB). */
 export const MAX_PENDING_PROOF_BYTES_PER_CUSTOMER = 8 * 1024 * 1024;
 
@@ -88,8 +101,8 @@ export class PendingProofs {
    * refused one is tried again, with the bytes just submitted (a large refused receipt was kept without them) and a
    * fresh round of automatic attempts.
    */
-  async markVerifying(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<void> {
-    await this.conn().execute(
+  async markVerifying(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date, sql: Sql = this.conn()): Promise<void> {
+    await sql.execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
        values (?, ?, ?, ?, ?, ?, 'PENDING', 'VERIFYING', 0, ?, null, now(), now())
        on conflict (store, proof_key) do update set status = 'PENDING', reason = excluded.reason, last_error = null, next_attempt_at = excluded.next_attempt_at,
@@ -100,16 +113,28 @@ export class PendingProofs {
   }
 
   /**
+   * A fresh submission: kept before its store is asked (markVerifying), within the customer's caps (assertRoomFor).
+   * Both run under a lock on the customer, so concurrent submissions cannot together overshoot the caps.
+   */
+  async admit(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<void> {
+    await this.orm.em.fork().transactional(async (em) => {
+      await em.execute('select pg_advisory_xact_lock(?, hashtext(?))', [PENDING_PROOF_LOCK, appUserId]);
+      await this.assertRoomFor(appUserId, proof, em);
+      await this.markVerifying(appUserId, proof, orderId, now, em);
+    });
+  }
+
+  /**
    * Throws TOO_MANY_PENDING_PROOFS when keeping this proof would take the customer past the proofs or bytes one
    * customer may have waiting for their store. A proof already kept pending or verified passes: its resubmission
    * writes no new bytes. A refused one counts as new, since retrying it keeps its bytes again.
    */
-  async assertRoomFor(appUserId: string, proof: PurchaseProof): Promise<void> {
-    const [row] = (await this.conn().execute(
+  async assertRoomFor(appUserId: string, proof: PurchaseProof, sql: Sql = this.conn()): Promise<void> {
+    const [row] = (await sql.execute(
       `select exists(select 1 from pending_proof where store = ? and proof_key = ? and status <> 'REJECTED') as kept,
-         count(*) as pending, coalesce(sum(octet_length(proof::text)), 0) as bytes
-       from pending_proof where app_user_id = ? and status = 'PENDING'`,
-      [proof.store, proofKeyOf(proof), appUserId],
+         count(*) as pending, coalesce(sum(pg_column_size(proof)), 0) as bytes
+       from pending_proof where app_user_id = ? and store = ? and status = 'PENDING' and reason in (${WAITING_FOR_STORE.map(() => '?').join(', ')})`,
+      [proof.store, proofKeyOf(proof), appUserId, proof.store, ...WAITING_FOR_STORE],
     )) as Row[];
     if (row?.kept === true) return;
     const pending = Number(row?.pending ?? 0);
@@ -144,16 +169,33 @@ export class PendingProofs {
 
   /**
    * Keeps a proof the store definitively refused, with its reason, for support. A proof another customer had
-   * verified keeps that record. Very large legacy receipts are kept without their bytes.
+   * verified keeps that record. Very large legacy receipts are kept without their bytes, and a customer keeps
+   * only the newest MAX_REFUSED_PROOFS_PER_CUSTOMER refused proofs.
    */
-  async reject(appUserId: string, proof: PurchaseProof, orderId: string | null, reason: ReceiptReason, message: string, now: Date): Promise<void> {
-    const kept = proof.store === 'APP_STORE' && (proof.appReceipt?.length ?? 0) > MAX_KEPT_RECEIPT_CHARS ? { ...proof, appReceipt: null, appReceiptOmitted: true } : proof;
+  async reject(
+    appUserId: string,
+    proof: PurchaseProof,
+    orderId: string | null,
+    reason: ReceiptReason,
+    message: string,
+    now: Date,
+    options: { keepReceipt?: boolean } = {},
+  ): Promise<void> {
+    const omit = proof.store === 'APP_STORE' && proof.appReceipt !== null && (options.keepReceipt === false || proof.appReceipt.length > MAX_KEPT_RECEIPT_CHARS);
+    const kept = omit ? { ...proof, appReceipt: null, appReceiptOmitted: true } : proof;
     await this.conn().execute(
       `insert into pending_proof (id, store, proof_key, app_user_id, proof, order_id, status, reason, attempts, next_attempt_at, last_error, created_at, updated_at)
        values (?, ?, ?, ?, ?, ?, 'REJECTED', ?, 1, ?, ?, now(), now())
        on conflict (store, proof_key) do update set status = 'REJECTED', reason = excluded.reason, last_error = excluded.last_error, proof = excluded.proof, updated_at = now()
          where pending_proof.status <> 'VERIFIED'`,
       [randomUUID(), proof.store, proofKeyOf(proof), appUserId, JSON.stringify(kept), orderId, reason, now, message],
+    );
+    await this.conn().execute(
+      // Only refusals: a proof given up on after its store kept failing (kept with that reason) is never pruned.
+      `delete from pending_proof where id in (
+         select id from pending_proof where app_user_id = ? and status = 'REJECTED' and reason not in (${WAITING_FOR_STORE.map(() => '?').join(', ')})
+         order by created_at desc offset ?)`,
+      [appUserId, ...WAITING_FOR_STORE, MAX_REFUSED_PROOFS_PER_CUSTOMER],
     );
   }
 

@@ -50,7 +50,6 @@ export class SubmitReceiptService {
     }
     const malformed = await this.refuseMalformed(cmd.appUserId, cmd.proof, cmd.orderId, cmd.now);
     if (malformed) return { status: 'REJECTED', ...malformed, transactionIds: [] };
-    await this.pending.assertRoomFor(cmd.appUserId, cmd.proof);
     return this.verifyAndRecord(cmd);
   }
 
@@ -58,7 +57,8 @@ export class SubmitReceiptService {
   private async refuseMalformed(appUserId: string, proof: PurchaseProof, orderId: string | null, now: Date): Promise<{ reason: ReceiptReason; message: string } | null> {
     const problem = this.adapters[proof.store]?.shapeProblem?.(proof) ?? null;
     if (!problem) return null;
-    await this.pending.reject(appUserId, proof, orderId, problem.reason, problem.message, now);
+    // Garbage bytes help no one: the refusal and its reason are kept, the receipt is not.
+    await this.pending.reject(appUserId, proof, orderId, problem.reason, problem.message, now, { keepReceipt: false });
     this.log.info({ store: proof.store, reason: problem.reason, appUserId }, `purchase proof rejected: ${problem.message}`);
     return problem;
   }
@@ -79,8 +79,7 @@ export class SubmitReceiptService {
         result.rejected.push(malformed);
         continue;
       }
-      await this.pending.assertRoomFor(appUserId, proof);
-      await this.pending.markVerifying(appUserId, proof, null, now);
+      await this.pending.admit(appUserId, proof, null, now);
       const verification = await (adapter.restore ?? adapter.verify).call(adapter, proof);
       if (verification.status === 'PENDING') {
         await this.pending.keep(appUserId, proof, null, verification.reason, verification.message, now);
@@ -112,7 +111,7 @@ export class SubmitReceiptService {
     const counts = { verified: 0, rejected: 0, stillPending: 0 };
     for (const row of await this.pending.claimDue(now, limit)) {
       if (!this.adapters[row.proof.store]) {
-        counts[await this.retryLater(row, 'STORE_UNAVAILABLE', `${row.proof.store} is not configured`, now)]++;
+        counts[await this.retryLater(row, 'STORE_UNAVAILABLE', `${row.proof.store} is not configured`, now, { ourFault: true })]++;
         continue;
       }
       try {
@@ -129,8 +128,8 @@ export class SubmitReceiptService {
   }
 
   /** The next automatic attempt for a claimed proof, unless it has had its last one. */
-  private async retryLater(row: PendingProofRow, reason: string, message: string, now: Date): Promise<'rejected' | 'stillPending'> {
-    if (row.attempts >= MAX_AUTOMATIC_ATTEMPTS) {
+  private async retryLater(row: PendingProofRow, reason: string, message: string, now: Date, o: { ourFault?: boolean } = {}): Promise<'rejected' | 'stillPending'> {
+    if (row.attempts >= MAX_AUTOMATIC_ATTEMPTS && !o.ourFault) {
       await this.pending.giveUp(row.proof, reason, message, row.attempts);
       this.log.warn({ store: row.proof.store, pendingProof: row.id, attempts: row.attempts, reason }, 'gave up retrying a kept proof; it is kept and verified again when submitted again');
       return 'rejected';
@@ -143,10 +142,11 @@ export class SubmitReceiptService {
     const adapter = this.adapters[cmd.proof.store]!;
     // A fresh submission is kept before the store is asked: if this process dies mid-call, the retry job still
     // has it. (A retry already holds its row under a lease.)
-    if (attempts === undefined) await this.pending.markVerifying(cmd.appUserId, cmd.proof, cmd.orderId, cmd.now);
+    if (attempts === undefined) await this.pending.admit(cmd.appUserId, cmd.proof, cmd.orderId, cmd.now);
     const verification = await adapter.verify(cmd.proof);
     const lastAttempt = attempts !== undefined && attempts >= MAX_AUTOMATIC_ATTEMPTS;
-    if (verification.status === 'PENDING' && lastAttempt) {
+    // Our shared secret or key is wrong: the proof is not at fault, and is retried until the setting is fixed.
+    if (verification.status === 'PENDING' && lastAttempt && verification.reason !== 'STORE_AUTH_FAILED') {
       await this.pending.giveUp(cmd.proof, verification.reason, verification.message, attempts);
       this.log.warn({ store: cmd.proof.store, reason: verification.reason, attempts, appUserId: cmd.appUserId }, 'gave up retrying a kept proof; it is kept and verified again when submitted again');
       return { status: 'REJECTED', reason: verification.reason, message: verification.message, transactionIds: [] };

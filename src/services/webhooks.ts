@@ -390,15 +390,18 @@ export class WebhookService {
 }
 
 const DIGITS = /^[1-9]\d{0,18}$/;
+/** Ids are PostgreSQL bigints: 19 digits can still be past the largest one. */
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+const isBigintId = (digits: string): boolean => DIGITS.test(digits) && BigInt(digits) <= MAX_BIGINT;
 
 function parseEventId(value: string): string {
   const digits = value.startsWith('evt_') ? value.slice(4) : '';
-  if (!DIGITS.test(digits)) throw new AppError('BAD_USER_INPUT', `eventId must look like evt_123 (got "${value.slice(0, 40)}")`);
+  if (!isBigintId(digits)) throw new AppError('BAD_USER_INPUT', `eventId must look like evt_123 (got "${value.slice(0, 40)}")`);
   return digits;
 }
 
 function parseDeliveryId(value: string, name: string): string {
-  if (!DIGITS.test(value)) throw new AppError('BAD_USER_INPUT', `${name} must be a webhook delivery id (got "${value.slice(0, 40)}")`);
+  if (!isBigintId(value)) throw new AppError('BAD_USER_INPUT', `${name} must be a webhook delivery id (got "${value.slice(0, 40)}")`);
   return value;
 }
 

@@ -598,6 +598,11 @@ export class FakeAppStore {
     this.receiptFailures.push({ failure, remaining: times, endpoint });
   }
 
+  /** Drops the verifyReceipt failures still scripted. */
+  clearVerifyReceiptFailures(): void {
+    this.receiptFailures.length = 0;
+  }
+
   /** Fails verifyReceipt and API calls at random from now on (null stops it); scripted failures come first. */
   failRandomly(options: RandomFailures | null): void {
     this.chaos = options;

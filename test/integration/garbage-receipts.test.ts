@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs7Container } from '../fakes/app-store.js';
 import { customerOf, NO_ADS, startAppleApp, submitApple, type AppleTestApp } from '../support/apple.js';
 import { DATABASE_KINDS } from '../support/databases.js';
-import { MAX_AUTOMATIC_ATTEMPTS, MAX_PENDING_PROOF_BYTES_PER_CUSTOMER, MAX_PENDING_PROOFS_PER_CUSTOMER } from '../../src/services/pending-proofs.js';
+import { MAX_AUTOMATIC_ATTEMPTS, MAX_PENDING_PROOF_BYTES_PER_CUSTOMER, MAX_PENDING_PROOFS_PER_CUSTOMER, MAX_REFUSED_PROOFS_PER_CUSTOMER } from '../../src/services/pending-proofs.js';
 
 const SUBMIT = `mutation($input: SubmitReceiptInput!) { submitReceipt(input: $input) { status reason message } }`;
 const RESTORE = `mutation($input: RestorePurchasesInput!) { restorePurchases(input: $input) { restoredTransactionIds pending { reason } rejected { reason message } } }`;
@@ -125,11 +125,13 @@ describe.each(DATABASE_KINDS)('garbage Apple receipts on %s', (kind) => {
       expect((await tableBytes(t)) - size).toBeLessThan(1024 * 1024);
     });
 
-    it('keeps at most 100,000 characters of a refused receipt', async () => {
+    it('keeps at most 100,000 characters of a receipt Apple refused, and none of one that is no receipt', async () => {
       const u = user('refused-size');
-      await submitApple(t, u, { appReceipt: randomBase64(60_000) }); // 80,000 characters: kept
-      await submitApple(t, u, { appReceipt: randomBase64(90_000) }); // 120,000: kept without its bytes
-      expect((await rowsOf(t, u)).map((r) => r.receiptChars)).toEqual([80_000, null]);
+      const small = pkcs7Container(randomBytes(60_000)).toString('base64'); // about 80,000 characters: kept
+      const large = pkcs7Container(randomBytes(90_000)).toString('base64'); // about 120,000: kept without its bytes
+      for (const appReceipt of [small, large]) expect(await submitApple(t, u, { appReceipt })).toMatchObject({ status: 'REJECTED' });
+      await submitApple(t, u, { appReceipt: randomBase64(3_000) }); // garbage: the refusal is kept, the bytes are not
+      expect((await rowsOf(t, u)).map((r) => r.receiptChars)).toEqual([small.length, null, null]);
     });
 
     it('restore refuses a garbage receipt the same way', async () => {
@@ -261,6 +263,8 @@ describe.each(DATABASE_KINDS)('garbage Apple receipts on %s', (kind) => {
 // Its own service and database: the retry job claims every due proof, so no other test's proofs may be due.
 describe.each(DATABASE_KINDS)('retries of a kept Apple receipt on %s', (kind) => {
   let t: AppleTestApp;
+  let users = 0;
+  const user = (label: string) => `${label}-${kind}-${++users}`;
   beforeAll(async () => {
     t = await startAppleApp(kind);
   });
@@ -305,5 +309,53 @@ describe.each(DATABASE_KINDS)('retries of a kept Apple receipt on %s', (kind) =>
     expect(await t.app.services.receipts.retryPending(new Date(now + 31 * 24 * HOUR))).toEqual({ verified: 1, rejected: 0, stillPending: 0 });
     expect((await customerOf(t, u)).entitlements).toMatchObject([{ identifier: 'no_ads', isActive: true }]);
     expect(await keptProofs(t, u)).toEqual({ pendingPurchases: [], rejectedProofs: [] });
+  });
+
+  it('holds the pending cap under concurrent submissions from one customer', async () => {
+    const u = user('race');
+    t.fake.failVerifyReceipt({ httpStatus: 503 }, 100);
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () => t.server(SUBMIT, { input: { appUserId: u, store: 'APP_STORE', apple: { appReceipt: pkcs7Container(randomBytes(200)).toString('base64') } } })),
+    );
+    const pending = answers.filter((a) => a.data?.submitReceipt?.status === 'PENDING').length;
+    const refused = answers.filter((a) => a.errors?.[0]?.extensions?.code === 'TOO_MANY_PENDING_PROOFS').length;
+    expect(pending).toBe(MAX_PENDING_PROOFS_PER_CUSTOMER);
+    expect(refused).toBe(40 - MAX_PENDING_PROOFS_PER_CUSTOMER);
+    expect((await rowsOf(t, u)).filter((r) => r.status === 'PENDING')).toHaveLength(MAX_PENDING_PROOFS_PER_CUSTOMER);
+    t.fake.clearVerifyReceiptFailures();
+  });
+
+  it('counts only proofs waiting for a store that could not answer: payments the store reports pending do not block', async () => {
+    const u = user('slow-payments');
+    const conn = t.app.services.orm.em.getConnection();
+    for (let i = 0; i < MAX_PENDING_PROOFS_PER_CUSTOMER + 5; i++) {
+      await conn.execute(
+        `insert into pending_proof (id, store, proof_key, app_user_id, proof, status, reason, attempts, next_attempt_at, created_at, updated_at)
+         values (gen_random_uuid(), 'APP_STORE', ?, ?, '{}', 'PENDING', 'PURCHASE_PENDING', 1, now(), now(), now())`,
+        [`sha256:slow-${u}-${i}`, u],
+      );
+    }
+    const tx = t.fake.buy({ productId: NO_ADS, type: 'Non-Consumable', account: `acct-${u}`, environment: 'Production' });
+    expect(await submitApple(t, u, { appReceipt: t.fake.appReceipt({ account: `acct-${u}`, environment: 'Production' }), transactionId: tx.transactionId })).toMatchObject({
+      status: 'VERIFIED',
+    });
+  });
+
+  it('keeps the newest refused proofs of a customer, without the bytes of garbage, and never prunes one given up on', async () => {
+    const u = user('refused-flood');
+    const conn = t.app.services.orm.em.getConnection();
+    // A proof given up on after its store kept failing: kept with its reason, never pruned.
+    await conn.execute(
+      `insert into pending_proof (id, store, proof_key, app_user_id, proof, status, reason, attempts, next_attempt_at, created_at, updated_at)
+       values (gen_random_uuid(), 'APP_STORE', ?, ?, '{"store":"APP_STORE","appReceipt":"kept"}', 'REJECTED', 'STORE_UNAVAILABLE', 60, now(), now() - interval '1 day', now())`,
+      [`sha256:given-up-${u}`, u],
+    );
+    for (let i = 0; i < 70; i++) {
+      expect(await submitApple(t, u, { appReceipt: randomBase64(3000) })).toMatchObject({ status: 'REJECTED', reason: 'INVALID_RECEIPT' });
+    }
+    const rows = await rowsOf(t, u);
+    expect(rows.filter((r) => r.reason === 'INVALID_RECEIPT')).toHaveLength(MAX_REFUSED_PROOFS_PER_CUSTOMER);
+    expect(rows.filter((r) => r.reason === 'INVALID_RECEIPT').every((r) => r.receiptChars === null)).toBe(true);
+    expect(rows.filter((r) => r.reason === 'STORE_UNAVAILABLE')).toHaveLength(1);
   });
 });

@@ -184,10 +184,73 @@ describe.each(DATABASE_KINDS)('the HTTP and GraphQL edge on %s', (kind) => {
       expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     });
 
+    it('bounds a value sent as null for a defaulted variable used where a value is required (graphql-jit does not check it)', async () => {
+      const query = `mutation($p: String = "no_ads", $t: String!) { submitReceipt(input: { appUserId: "alice", store: PLAY_STORE, google: { productId: $p, purchaseToken: $t } }) { status } }`;
+      for (const token of ['t'.repeat(100_000), 't'.repeat(3_000_000)]) {
+        const res = await t.server(query, { p: null, t: token });
+        expect(res.status).toBe(400);
+        expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      }
+    });
+
+    it('a value the estimator cannot take does not become the verdict of the document for everyone', async () => {
+      const query = `query P($id: String = "x") { entitlements(appUserId: $id) { identifier } }`;
+      const bad = await t.server(query, { id: null });
+      expect(bad.errors?.[0]?.extensions?.code).not.toBe('QUERY_TOO_COMPLEX');
+      expect(bad.errors?.[0]?.extensions?.code).not.toBe('INTERNAL_SERVER_ERROR');
+      const good = await t.server(query, { id: 'someone' });
+      expect(good.errors).toBeUndefined();
+      expect(good.data).toEqual({ entitlements: [] });
+    });
+
+    it("checks an operation against its own fragments only, not another operation's", async () => {
+      const doc = `query A { products { productId } } query B { ...F } fragment F on Query { entitlements(appUserId: "${'x'.repeat(300)}") { identifier } }`;
+      const a = await post(t.url, gqlBody(doc, { x: 'y'.repeat(3_000_000) }, 'A'), SERVER);
+      expect(a.status).toBe(200);
+      expect(a.body.data.products.length).toBeGreaterThan(0);
+      const b = await post(t.url, gqlBody(doc, undefined, 'B'), SERVER);
+      expect(b.body.errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    });
+
+    it('bounds a Google purchase token by what a kept proof can hold (512 characters)', async () => {
+      const query = `mutation($t: String!) { submitReceipt(input: { appUserId: "alice", store: PLAY_STORE, google: { productId: "no_ads", purchaseToken: $t } }) { status } }`;
+      for (const length of [513, 600, 4096]) {
+        const res = await t.server(query, { t: 't'.repeat(length) });
+        expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      }
+    });
+
+    it('refuses lone surrogates, which the database would store as U+FFFD (two ids becoming one)', async () => {
+      const res = await t.server(`query($id: String!) { customer(appUserId: $id) { appUserId } }`, { id: '\ud800-victim' });
+      expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('\udfff-victim').setIssuedAt().setExpirationTime('5m').sign(new TextEncoder().encode(TEST_JWT_SECRET));
+      const asUser = await t.gql(`{ products { productId } }`, undefined, { authorization: `Bearer ${token}` });
+      expect(asUser.status).toBe(401);
+      expect(asUser.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    });
+
+    it('answers ids past the database range and year 0 as BAD_USER_INPUT', async () => {
+      for (const query of [
+        `{ webhookDeliveries(before: "9999999999999999999") { id } }`,
+        `{ webhookDeliveries(eventId: "evt_9999999999999999999") { id } }`,
+        `mutation { retryWebhookDelivery(id: "9999999999999999999") { id } }`,
+      ]) {
+        const res = await t.server(query);
+        expect(res.errors?.[0]?.extensions?.code, query).toBe('BAD_USER_INPUT');
+      }
+      const asVariable = await t.server(`query($at: DateTime) { activeSubscriptions(at: $at) { total } }`, { at: '0000-01-01T00:00:00Z' });
+      expect(asVariable.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      const asLiteral = await t.server(`{ activeSubscriptions(at: "0000-01-01T00:00:00Z") { total } }`);
+      expect(asLiteral.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    });
+
     it('answers variables of the wrong type with BAD_USER_INPUT before anything runs', async () => {
       const res = await t.server(`query($id: String!) { customer(appUserId: $id) { appUserId } }`, { id: { nested: [1, 2, 3] } });
       expect(res.status).toBe(400);
       expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      const nested = await t.server(`mutation($i: SpendCreditsInput!) { spendCredits(input: $i) { balance } }`, { i: { appUserId: 'a', currency: 'coins', amount: 'many' } });
+      expect(nested.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      expect((nested.errors?.[0]?.extensions?.problems as string[]).length).toBeGreaterThan(0);
     });
   });
 
@@ -309,7 +372,10 @@ describe('settings of the edge', () => {
       const rebound = await post(t.url, body, { host: 'attacker.example' });
       expect(rebound.status).toBe(403);
       expect(rebound.body.errors[0].extensions.code).toBe('FORBIDDEN');
-      for (const host of [`localhost:${new URL(t.url).port}`, `127.0.0.1:${new URL(t.url).port}`, '[::1]:4000']) {
+      for (const host of ['[::1].attacker.example', '[::1]x', 'localhost.attacker.example', '127.0.0.1.attacker.example']) {
+        expect((await post(t.url, body, { host })).status, host).toBe(403);
+      }
+      for (const host of [`localhost:${new URL(t.url).port}`, `LOCALHOST:${new URL(t.url).port}`, 'localhost.', `127.0.0.1:${new URL(t.url).port}`, '[::1]:4000', '[::1]']) {
         const res = await post(t.url, body, { host });
         expect(res.status).toBe(200);
       }

@@ -101,7 +101,7 @@ describe.each(DATABASE_KINDS)('Google notification abuse on %s', (kind) => {
 
     const long = (length: number) => 'a'.repeat(length);
     it.each([
-      ['a purchase token over 4096 characters', { subscriptionNotification: { notificationType: 2, purchaseToken: long(4097), subscriptionId: 'pro_monthly' } }],
+      ['a purchase token over 512 characters', { subscriptionNotification: { notificationType: 2, purchaseToken: long(513), subscriptionId: 'pro_monthly' } }],
       ['a package name over 255 characters', { packageName: long(256), testNotification: {} }],
       ['a subscriptionId over 200 characters', { subscriptionNotification: { notificationType: 2, purchaseToken: 'tok', subscriptionId: long(201) } }],
       ['a sku over 200 characters', { oneTimeProductNotification: { notificationType: 1, purchaseToken: 'tok', sku: long(201) } }],
@@ -118,7 +118,7 @@ describe.each(DATABASE_KINDS)('Google notification abuse on %s', (kind) => {
     });
 
     it('accepts every field at its longest', async () => {
-      const token = `long-${kind}-`.padEnd(4096, 't');
+      const token = `long-${kind}-`.padEnd(512, 't');
       const messageId = `long-${kind}-`.padEnd(255, 'm');
       const res = await pushNotification(t, { packageName: PACKAGE, subscriptionNotification: { notificationType: 2, purchaseToken: token, subscriptionId: 's'.repeat(200) } }, messageId);
       expect(res.status).toBe(200);
