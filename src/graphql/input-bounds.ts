@@ -110,9 +110,11 @@ export class InputBounds {
     for (const site of plan.sites) {
       if (!site.usesVariables) continue;
       const value = valueFromAST(site.node.value, site.type, coerced.coerced);
-      // A nullable variable sent as null where its argument or input field needs a value: graphql-jit does not
-      // check that inside input literals, and nothing below it could be bounded.
-      if (value === undefined) problems.push(`${site.place}: a variable's value does not fit here (null where a value is required)`);
+      // No value: an optional argument whose variable was left out, or a nullable variable sent as null where its
+      // argument or input field needs a value (graphql-jit does not check that inside input literals, and nothing
+      // below it could be bounded).
+      const omitted = site.node.value.kind === Kind.VARIABLE && coerced.coerced[site.node.value.name.value] === undefined;
+      if (value === undefined && !omitted) problems.push(`${site.place}: a variable's value does not fit here (null where a value is required)`);
       else checkValue(value, site.type, site.place, problems);
     }
     if (problems.length > 0) throw new InputBoundsError(problems.slice(0, 10));
