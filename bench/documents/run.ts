@@ -3,12 +3,13 @@
 // operations) and must stay bounded. Prints the instance's RSS and time per request for N distinct documents
 // beside the same number of requests repeating one document, measured in the same run on the same database.
 // Usage: npm run bench:documents   (BENCH_POSTGRES_URL, BENCH_DOCUMENTS, BENCH_ALIASES to override)
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { migrate, openDatabase } from '../../src/persistence/orm.js';
+import { readyPort } from '../support/server-process.js';
 
 const ADMIN_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DOCUMENTS = Number(process.env.BENCH_DOCUMENTS ?? 700);
@@ -82,18 +83,6 @@ async function measure(name: string, dbUrl: string, tagOf: (i: number) => string
 function rssOf(pid: number): number {
   const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
   return Math.round(kb / 1024);
-}
-
-function readyPort(child: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = out.match(/READY (\d+)/);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
-  });
 }
 
 await main();

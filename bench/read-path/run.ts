@@ -1,12 +1,13 @@
 // bench/read-path: entitlement check throughput and latency for 100,000 customers on PostgreSQL, next to
 // a bare node:http + pg endpoint doing the same indexed lookup, measured in the same run.
 // Usage: npm run bench   (BENCH_POSTGRES_URL, BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_CONNECTIONS to override)
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { migrate, openDatabase } from '../../src/persistence/orm.js';
+import { readyPort } from '../support/server-process.js';
 
 const ADMIN_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CUSTOMERS = Number(process.env.BENCH_CUSTOMERS ?? 100_000);
@@ -124,18 +125,6 @@ function load(url: string, seconds: number, distribution: Distribution): Promise
         }),
       },
     ],
-  });
-}
-
-function readyPort(child: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = out.match(/READY (\d+)/);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
   });
 }
 
