@@ -4,46 +4,29 @@
 // beside the same number of requests repeating one document, measured in the same run on the same database.
 // Usage: npm run bench:documents   (BENCH_POSTGRES_URL, BENCH_DOCUMENTS, BENCH_ALIASES to override)
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { migrate, openDatabase } from '../../src/persistence/orm.js';
+import { BENCH_API_KEY, withBenchDatabase } from '../support/bench-database.js';
 import { readyPort } from '../support/server-process.js';
 
-const ADMIN_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DOCUMENTS = Number(process.env.BENCH_DOCUMENTS ?? 700);
 const ALIASES = Number(process.env.BENCH_ALIASES ?? 30);
-/** The key bench/read-path/serve.js configures. */
-const BENCH_API_KEY = 'bench-server-key-0123456789abcdef';
 
 /** A valid, cheap query of `ALIASES` aliased catalog reads, made distinct by `tag`. */
 const documentOf = (tag: string) =>
   `query Q${tag} { ${Array.from({ length: ALIASES }, (_, j) => `f${j}_${tag}: products { productId kind store entitlements durationDays displayName credits { currency amount } }`).join(' ')} }`;
 
 async function main(): Promise<void> {
-  const dbName = `iap_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database ${dbName}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${dbName}`;
-  try {
-    const orm = await openDatabase({ url: url.toString(), dataDir: '' });
-    await migrate(orm);
-    await orm.close(true);
-    const repeated = await measure('one document, repeated (baseline)', url.toString(), () => 'same');
-    const distinct = await measure(`${DOCUMENTS} distinct documents`, url.toString(), (i) => `d${i}`);
+  await withBenchDatabase(async (url) => {
+    const repeated = await measure('one document, repeated (baseline)', url, () => 'same');
+    const distinct = await measure(`${DOCUMENTS} distinct documents`, url, (i) => `d${i}`);
     console.log(`\ndistinct documents: ${DOCUMENTS} requests of ${ALIASES} aliases each, one connection, node ${process.version}`);
     console.log('| requests | RSS before MB | RSS after MB | growth MB | ms/request | growth vs baseline |');
     console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
     for (const r of [repeated, distinct]) {
       console.log(`| ${r.name} | ${r.before} | ${r.after} | ${r.after - r.before} | ${r.msPerRequest.toFixed(1)} | ${((r.after - r.before) / Math.max(1, repeated.after - repeated.before)).toFixed(1)}x |`);
     }
-  } finally {
-    await admin.query(`drop database if exists ${dbName} with (force)`);
-    await admin.end();
-  }
+  });
 }
 
 interface Result {

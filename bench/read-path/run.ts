@@ -2,29 +2,19 @@
 // a bare node:http + pg endpoint doing the same indexed lookup, measured in the same run.
 // Usage: npm run bench   (BENCH_POSTGRES_URL, BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_CONNECTIONS to override)
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { migrate, openDatabase } from '../../src/persistence/orm.js';
+import { BENCH_API_KEY as API_KEY, withBenchDatabase } from '../support/bench-database.js';
 import { readyPort } from '../support/server-process.js';
 
-const ADMIN_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CUSTOMERS = Number(process.env.BENCH_CUSTOMERS ?? 100_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const API_KEY = 'bench-server-key-0123456789abcdef';
 const QUERY = 'query E($id: String!) { entitlements(appUserId: $id) { identifier isActive expiresAt willRenew productId } }';
 
 async function main(): Promise<void> {
-  const dbName = `iap_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database ${dbName}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${dbName}`;
-  const dbUrl = url.toString();
-  try {
+  await withBenchDatabase(async (dbUrl) => {
     await seed(dbUrl);
     const uniform = [
       await measure('bare node:http + pg (baseline)', 'bare', dbUrl, [], 'uniform'),
@@ -38,10 +28,7 @@ async function main(): Promise<void> {
     console.log(`\nread path: ${CUSTOMERS.toLocaleString('en')} customers, ${CONNECTIONS} connections, ${SECONDS} s each, node ${process.version}`);
     table('uniformly random customer per request (worst case for the cache)', uniform);
     table(`hot set: 90% of requests go to ${HOT_CUSTOMERS.toLocaleString('en')} customers (apps re-checking at launch and on resume)`, hot);
-  } finally {
-    await admin.query(`drop database if exists ${dbName} with (force)`);
-    await admin.end();
-  }
+  });
 }
 
 function table(title: string, results: Result[]): void {
@@ -61,9 +48,6 @@ function pickCustomer(distribution: Distribution): number {
 }
 
 async function seed(dbUrl: string): Promise<void> {
-  const orm = await openDatabase({ url: dbUrl, dataDir: '' });
-  await migrate(orm);
-  await orm.close(true);
   const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   const started = Date.now();

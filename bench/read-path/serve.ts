@@ -7,8 +7,8 @@ import pg from 'pg';
 import pino from 'pino';
 import { createApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/config.js';
+import { BENCH_API_KEY } from '../support/bench-database.js';
 
-export const BENCH_API_KEY = 'bench-server-key-0123456789abcdef';
 
 const [mode, url, ttl] = process.argv.slice(2);
 if (!url) throw new Error('usage: serve.js bare|app <postgres url> [cacheTtlMs]');

@@ -5,6 +5,7 @@
 import type { Store } from '../domain/types.js';
 import type { Orm } from '../persistence/orm.js';
 import { DEFAULT_JOB_TIMING, leaseEnd, nextAttemptAt, type JobTiming } from '../domain/job-timing.js';
+import { LONE_SURROGATE, unstorableText } from '../domain/text-rules.js';
 
 type Row = Record<string, unknown>;
 
@@ -47,16 +48,7 @@ export function unstorableReason(value: unknown, maxDepth = MAX_NOTIFICATION_DEP
   return null;
 }
 
-// A high surrogate not followed by a low one, or a low one not preceded by a high one (String#isWellFormed is
-// ES2024, beyond the lib this project compiles against).
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'g');
-
-function unstorableText(text: string): string | null {
-  if (text.includes('\u0000')) return 'contains a NUL character (U+0000)';
-  if (LONE_SURROGATE.test(text)) return 'contains a lone UTF-16 surrogate';
-  return null;
-}
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'gu');
 
 /** Error texts and outcomes may quote what the store sent: never let them make the update itself fail. */
 function storableText(text: string): string {
